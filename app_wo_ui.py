@@ -1,0 +1,8 @@
+"""Sweeps headless: `lightning_app run app app_wo_ui.py --open-ui false` runs the sweep and exits."""
+
+from lightning_app import LightningApp
+
+from components import HPOFlow
+from sweeps.config import load_config_or_exit
+
+app = LightningApp(HPOFlow(load_config_or_exit(), with_ui=False))

@@ -1,0 +1,12 @@
+"""The Lightning side of Sweeps: thin adapters from the Lightning loop to ``sweeps``."""
+
+from components.queues import block_on_queue_timeouts
+
+# Before any flow or work runs, in every process that imports the components.
+block_on_queue_timeouts()
+
+from components.hiplot_flow import HiPlotFlow  # noqa: E402
+from components.hpo_flow import HPOFlow  # noqa: E402
+from components.objective import ObjectiveWork  # noqa: E402
+
+__all__ = ["HPOFlow", "HiPlotFlow", "ObjectiveWork"]

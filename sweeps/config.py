@@ -1,0 +1,188 @@
+"""The sweep config: a W&B-style YAML file, checked completely before anything starts.
+
+A user's mistake must surface as one line naming the key (``parameters.lr.min``) and what
+would be valid, never as a traceback from inside pydantic, Optuna or Lightning. So every check
+raises :class:`ConfigError`, and :func:`load_config` is the only way in.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationError
+
+from sweeps.errors import ConfigError
+from sweeps.space import SearchSpace
+
+#: Where the config comes from when ``SWEEP_CONFIG`` is not set: the bundled example.
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweep.yaml"
+
+#: W&B sweep keys that have no meaning here; a W&B config must still load unchanged.
+WANDB_ONLY_KEYS = ("entity", "project", "controller", "description", "command", "imports", "job")
+
+METHODS = ("bayes", "tpe", "random", "grid")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Metric(_Strict):
+    name: str
+    goal: Literal["minimize", "maximize"] = "minimize"
+    target: float | None = None
+
+
+class ParameterSpec(_Strict):
+    """One entry of ``parameters`` in W&B syntax; :mod:`sweeps.space` gives it a meaning."""
+
+    value: Any = None
+    values: list[Any] | None = None
+    distribution: str | None = None
+    min: int | float | None = None
+    max: int | float | None = None
+    parameters: dict[str, ParameterSpec] | None = None
+
+    def given(self) -> set[str]:
+        """The keys the user wrote (``value: null`` counts as written)."""
+        return set(self.model_fields_set)
+
+
+class SweepConfig(_Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = ""
+    program: Path
+    method: Literal[METHODS] = "bayes"  # type: ignore[valid-type]
+    metric: Metric
+    parameters: dict[str, ParameterSpec] = Field(min_length=1)
+    run_cap: PositiveInt | None = Field(default=None, alias="n_trials")
+    parallel: PositiveInt = 2
+    storage: str = "sqlite:///sweeps.db"
+    max_failures: PositiveInt | None = None
+    seed: int | None = None
+    autostart: bool = False
+    output_dir: Path | None = None
+
+    entity: Any = None
+    project: Any = None
+    controller: Any = None
+    description: Any = None
+    command: Any = None
+    imports: Any = None
+    job: Any = None
+
+    _space: SearchSpace = PrivateAttr()
+
+    @property
+    def space(self) -> SearchSpace:
+        return self._space
+
+    @property
+    def ignored_keys(self) -> list[str]:
+        """The W&B keys this config sets that Sweeps does not act on."""
+        return sorted(self.model_fields_set & set(WANDB_ONLY_KEYS))
+
+    @property
+    def budget(self) -> int:
+        """How many trials must finish (COMPLETE or PRUNED): ``run_cap``, or the grid's size."""
+        assert self.run_cap is not None  # load_config fills it in
+        return self.run_cap
+
+    @property
+    def failure_budget(self) -> int:
+        return self.max_failures or self.budget
+
+
+def load_config_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
+    """:func:`load_config` for the app files: a bad config ends the process with one line on stderr."""
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        sys.exit(f"sweeps: invalid sweep config: {err}")
+    if config.ignored_keys:
+        print(f"sweeps: W&B keys ignored by Sweeps: {', '.join(config.ignored_keys)}", file=sys.stderr)
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> SweepConfig:
+    """Read and check the sweep config at ``path`` (default: ``$SWEEP_CONFIG``, else the bundled one)."""
+    path = Path(path or os.environ.get("SWEEP_CONFIG") or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError("", f"cannot read sweep config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError("", f"{path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"{path} must be a mapping of keys (program, metric, parameters, ...)")
+    config = parse_config(raw, base_dir=path.parent, default_name=path.stem)
+    if os.environ.get("SWEEPS_AUTOSTART", "") not in ("", "0"):
+        config.autostart = True
+    return config
+
+
+def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep") -> SweepConfig:
+    try:
+        config = SweepConfig.model_validate(raw)
+    except ValidationError as err:
+        raise _one_line(err) from None
+
+    config.name = config.name or default_name
+    program = config.program if config.program.is_absolute() else base_dir / config.program
+    if not program.is_file():
+        raise ConfigError("program", f"no such file {program} (paths are relative to the config file)")
+    config.program = program.resolve()
+
+    config._space = SearchSpace.from_specs(config.parameters, key="parameters")
+    if config.method == "grid":
+        size = config.space.grid_size(key="parameters")
+        config.run_cap = config.run_cap or size
+    elif config.run_cap is None:
+        raise ConfigError("run_cap", f"required for method {config.method!r}: how many trials to finish")
+    if config.output_dir is None:
+        config.output_dir = Path("results") / config.name
+    return config
+
+
+def _one_line(err: ValidationError) -> ConfigError:
+    first = err.errors()[0]
+    loc = first["loc"]
+    if len(loc) > 1 and loc[-2] in ("min", "max"):
+        # ``int | float`` adds the union member to the path: not a key the user wrote.
+        key = ".".join(str(part) for part in loc[:-1])
+        return ConfigError(key, f"should be a number (got {first.get('input')!r})")
+    key = ".".join(str(part) for part in loc)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent = loc[:-1]
+        model = _model_at(parent)
+        valid = ", ".join(name for name in model.model_fields) if model else "see the README"
+        return ConfigError(key, f"unknown key; valid keys here: {valid}")
+    if kind == "missing":
+        return ConfigError(key, "required")
+    return ConfigError(key, f"{first['msg']} (got {first.get('input')!r})")
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model that the key path ``loc`` points into, to list its valid keys."""
+    model: type[BaseModel] = SweepConfig
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if part in ("parameters",):
+            if not parts:
+                return None
+            parts.pop(0)  # the parameter's own name
+            model = ParameterSpec
+        elif part == "metric":
+            model = Metric
+        else:
+            return None
+    return model

@@ -1,0 +1,41 @@
+"""Trials as a HiPlot experiment: one line per ended trial across its parameters and metric."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import hiplot as hip
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial
+
+
+def trial_row(trial: FrozenTrial, metric: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"uid": str(trial.number), "trial": trial.number, **trial.params}
+    row["state"] = trial.state.name
+    if trial.value is not None:
+        row[metric] = trial.value
+    return row
+
+
+def experiment(trials: Iterable[FrozenTrial], metric: str) -> hip.Experiment:
+    """The parallel-coordinates view: metric as the last axis and the colour, log axes for log parameters."""
+    trials = [t for t in trials if t.state.is_finished()]
+    exp = hip.Experiment.from_iterable(trial_row(t, metric) for t in trials)
+    if not trials:
+        # HiPlot's parallel plot fails without columns; the table alone mounts the component.
+        exp.enabledDisplays = [hip.Displays.TABLE]
+        return exp
+    log_params = {
+        name
+        for t in trials
+        for name, d in t.distributions.items()
+        if isinstance(d, (FloatDistribution, IntDistribution)) and d.log
+    }
+    for name in log_params:
+        exp.parameters_definition[name].type = hip.ValueType.NUMERIC_LOG
+    exp.colorby = metric
+    exp.enabledDisplays = [hip.Displays.PARALLEL_PLOT, hip.Displays.TABLE]
+    exp.display_data(hip.Displays.PARALLEL_PLOT).update({"hide": ["uid", "from_uid"]})
+    exp.display_data(hip.Displays.TABLE).update({"hide": ["uid", "from_uid"], "order_by": [["trial", "desc"]]})
+    return exp

@@ -1,0 +1,46 @@
+"""What the sweep prints: one progress line per ended trial, and the summary at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.sweep import REASON_ATTR, Sweep
+
+
+def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
+    metric = sweep.config.metric.name
+    if trial.state == TrialState.COMPLETE:
+        outcome = f"{metric}={trial.value:.6g}"
+    elif trial.state == TrialState.PRUNED:
+        outcome = f"{metric}={trial.value:.6g}" if trial.value is not None else "pruned"
+    else:
+        reason = str(trial.user_attrs.get(REASON_ATTR, "")).splitlines()
+        outcome = f"({reason[0]})" if reason else ""
+    duration = f"{trial.duration.total_seconds():.1f}s" if trial.duration else "-"
+    best = f"best {metric}={sweep.best.value:.6g} (trial {sweep.best.number})" if sweep.best else "no best yet"
+    return (
+        f"[{sweep.finished:>{len(str(sweep.config.budget))}}/{sweep.config.budget}] "
+        f"trial {trial.number} {trial.state.name} {outcome} | {format_params(trial.params, short=True)} "
+        f"| {duration} | {best}"
+    )
+
+
+def format_params(params: dict[str, Any], short: bool = False) -> str:
+    return " ".join(f"{k}={v:.4g}" if short and isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def summary(study: optuna.Study) -> str:
+    """The final ``{trial_number: value}`` dict, then the best trial, as the tutorial printed them."""
+    trials = study.get_trials(deepcopy=False)
+    values = {t.number: t.value for t in trials if t.state.is_finished()}
+    lines = [str(values)]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        lines.append(f"best trial {best.number}: value={best.value!r} {format_params(best.params)}")
+    else:
+        lines.append("no trial completed")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""Keeping a fixed pool of slots busy with trials: the loop inside ``HPOFlow.run``.
+
+It is written against a two-method protocol rather than against Lightning, so the same code
+drives the Lightning works and the plain-Python loop of ``scripts/hpo_without_lightning.py``,
+and can be tested without starting an app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import Any, Protocol
+
+from optuna.trial import FrozenTrial
+
+from sweeps.sweep import Sweep
+from sweeps.trial import TrialResult
+
+
+class Slot(Protocol):
+    """Something that runs one trial at a time, without blocking the caller."""
+
+    def start_trial(self, trial_number: int, params: dict[str, Any]) -> None: ...
+
+    def result_of(self, trial_number: int) -> dict[str, Any] | None:
+        """The result of that trial as a ``TrialResult`` dict once it has ended, else None."""
+
+
+def schedule(
+    sweep: Sweep,
+    slots: Sequence[Slot],
+    running: MutableMapping[str, int],
+    on_end: Callable[[FrozenTrial], None] = lambda trial: None,
+) -> None:
+    """One pass over the slots: tell the study what ended, start what the budget allows.
+
+    ``running`` maps a slot's index (as a string: it lives in Lightning's JSON state) to the
+    number of the trial it runs; it is the only record of what is in flight. ``on_end`` sees
+    each trial that ended, as stored, right after the study was told.
+    """
+    for index, slot in enumerate(slots):
+        key = str(index)
+        if key in running:
+            result = slot.result_of(running[key])
+            if result is None:
+                continue
+            del running[key]
+            on_end(sweep.tell(TrialResult.from_dict(result)))
+        if sweep.wants_more(len(running)):
+            request = sweep.ask()
+            running[key] = request.number
+            slot.start_trial(request.number, request.params)

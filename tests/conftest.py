@@ -1,0 +1,79 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+os.environ.setdefault("LIGHTING_TESTING", "1")  # (sic) skips lightning_app's version check
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write a sweep config (a dict) as YAML in tmp_path and return its path."""
+    import yaml
+
+    def write(config: dict, name: str = "sweep.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write
+
+
+def report_config(tmp_path: Path, **overrides) -> dict:
+    """A small sweep of tests/scripts/report.py, whose metric `loss` is its parameter x."""
+    config = {
+        "name": "test",
+        "program": str(SCRIPTS / "report.py"),
+        "method": "grid",
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"values": [-2.5, -1, 0, 1, 2.5]}},
+        "parallel": 2,
+        "storage": f"sqlite:///{tmp_path / 'sweep.db'}",
+        "output_dir": str(tmp_path / "results"),
+    }
+    config.update(overrides)
+    return config
+
+
+ARTIFACTS = PROJECT / "test-output"  # screenshots and app logs of the slow tests
+
+
+def lightning_command(app_file: str) -> list[str]:
+    # The console script, as the README runs it (`python -m lightning_app` imports the absent `lightning`).
+    cli = str(Path(sys.executable).parent / "lightning_app")
+    return [cli, "run", "app", str(PROJECT / app_file), "--open-ui", "false"]
+
+
+def app_env(config_path: Path, **extra: str) -> dict:
+    return {**os.environ, "SWEEP_CONFIG": str(config_path), "LIGHTING_TESTING": "1", **extra}
+
+
+def run_headless(config_path: Path, cwd: Path, timeout: float = 180):
+    """`lightning_app run app app_wo_ui.py` to the end, in its own process group (killed on timeout)."""
+    import subprocess
+
+    proc = subprocess.Popen(
+        lightning_command("app_wo_ui.py"), cwd=cwd, env=app_env(config_path),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        kill_group(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def kill_group(proc) -> None:
+    """Lightning leaves Streamlit, the API server and the works behind on a plain kill: end them all."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -1,0 +1,134 @@
+from pathlib import Path
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from sweeps.config import DEFAULT_CONFIG, ConfigError, load_config
+from tests.conftest import SCRIPTS, report_config
+
+
+def test_bundled_example_loads_with_its_defaults():
+    config = load_config(DEFAULT_CONFIG)
+    assert config.name == "digits-svm"
+    assert config.program == (DEFAULT_CONFIG.parent / "scripts" / "train_digits.py").resolve()
+    assert config.metric.goal == "maximize"
+    assert config.storage == "sqlite:///sweeps.db"
+    assert config.parallel == 2
+    assert config.output_dir == Path("results") / "digits-svm"
+    assert set(config.space.distributions) == {"C", "gamma", "kernel", "degree", "coef0"}
+
+
+def test_sweep_config_env_var_names_the_file(tmp_path, write_config, monkeypatch):
+    path = write_config(report_config(tmp_path, name="from-env"))
+    monkeypatch.setenv("SWEEP_CONFIG", str(path))
+    assert load_config().name == "from-env"
+
+
+def test_defaults_name_from_file_stem_and_program_relative_to_config(tmp_path, write_config):
+    (tmp_path / "train.py").write_text("print('loss=1')\n")
+    config = report_config(tmp_path, program="train.py", method="random", run_cap=3)
+    del config["name"]
+    path = write_config(config, name="my-sweep.yaml")
+    loaded = load_config(path)
+    assert loaded.name == "my-sweep"
+    assert loaded.program == (tmp_path / "train.py").resolve()
+    assert loaded.method == "random"
+
+
+def test_n_trials_is_an_alias_of_run_cap(tmp_path, write_config):
+    config = report_config(tmp_path, method="random", n_trials=7)
+    assert load_config(write_config(config)).budget == 7
+
+
+def test_grid_run_cap_defaults_to_grid_size(tmp_path, write_config):
+    config = report_config(tmp_path, parameters={"x": {"values": [1, 2, 3]}, "k": {"min": 1, "max": 4}})
+    assert load_config(write_config(config)).budget == 3 * 4
+
+
+def test_autostart_env_var(tmp_path, write_config, monkeypatch):
+    path = write_config(report_config(tmp_path))
+    assert load_config(path).autostart is False
+    monkeypatch.setenv("SWEEPS_AUTOSTART", "1")
+    assert load_config(path).autostart is True
+
+
+def test_wandb_only_keys_are_accepted_and_listed(tmp_path, write_config):
+    config = report_config(tmp_path, entity="me", project="p", description="d")
+    assert load_config(write_config(config)).ignored_keys == ["description", "entity", "project"]
+
+
+def test_parameter_forms_map_to_optuna_distributions(tmp_path, write_config):
+    parameters = {
+        "fixed": {"value": "adam"},
+        "choice": {"values": [16, 32]},
+        "layers": {"distribution": "int_uniform", "min": 1, "max": 4},
+        "dropout": {"distribution": "uniform", "min": 0.0, "max": 0.5},
+        "lr": {"distribution": "log_uniform_values", "min": "1e-5", "max": 0.1},
+        "inferred_int": {"min": 2, "max": 8},
+        "inferred_float": {"min": 0.5, "max": 1},
+        "optimizer": {"parameters": {"momentum": {"values": [0.9, 0.99]}}},
+    }
+    config = load_config(write_config(report_config(tmp_path, method="random", run_cap=2, parameters=parameters)))
+    assert config.space.distributions == {
+        "fixed": CategoricalDistribution(["adam"]),
+        "choice": CategoricalDistribution([16, 32]),
+        "layers": IntDistribution(1, 4),
+        "dropout": FloatDistribution(0.0, 0.5),
+        "lr": FloatDistribution(1e-5, 0.1, log=True),
+        "inferred_int": IntDistribution(2, 8),
+        "inferred_float": FloatDistribution(0.5, 1.0),
+        "optimizer.momentum": CategoricalDistribution([0.9, 0.99]),
+    }
+
+
+BAD_CONFIGS = [
+    # (change to a valid config, key path in the message, words in the message)
+    ({"colour": "red"}, "colour", "unknown key; valid keys here: name, program"),
+    ({"metric": {"goal": "minimize"}}, "metric.name", "required"),
+    ({"metric": {"name": "loss", "goal": "lower"}}, "metric.goal", "'minimize' or 'maximize'"),
+    ({"method": "annealing"}, "method", "'bayes', 'tpe', 'random' or 'grid'"),
+    ({"parallel": 0}, "parallel", "greater than 0"),
+    ({"parallel": "two"}, "parallel", "valid integer"),
+    ({"program": "missing.py"}, "program", "no such file"),
+    ({"parameters": {}}, "parameters", "at least 1"),
+    ({"parameters": {"lr": {"min": 1.0, "max": 0.5}}}, "parameters.lr.min", "must be less than max"),
+    ({"parameters": {"lr": {"min": "abc", "max": 0.5}}}, "parameters.lr.min", "should be a number"),
+    ({"parameters": {"lr": {"mni": 1}}}, "parameters.lr.mni", "unknown key; valid keys here: value, values"),
+    ({"parameters": {"lr": {"distribution": "gaussian", "min": 0, "max": 1}}}, "parameters.lr.distribution", "unknown 'gaussian'; valid: constant"),
+    ({"parameters": {"lr": {"distribution": "log_uniform_values", "min": 0, "max": 1}}}, "parameters.lr.min", "must be > 0 on a log scale"),
+    ({"parameters": {"lr": {"distribution": "uniform", "min": 0}}}, "parameters.lr.max", "required by distribution uniform"),
+    ({"parameters": {"lr": {"distribution": "uniform", "min": 0, "max": 1, "values": [1]}}}, "parameters.lr.values", "not used by distribution uniform"),
+    ({"parameters": {"n": {"distribution": "int_uniform", "min": 0.5, "max": 3}}}, "parameters.n.min", "whole numbers"),
+    ({"parameters": {"n": {"values": []}}}, "parameters.n.values", "at least one value"),
+    ({"parameters": {"n": {"values": [1, [2, 3]]}}}, "parameters.n.values[1]", "a number, a string"),
+    ({"parameters": {"n": {}}}, "parameters.n", "give one of value, values"),
+    ({"parameters": {"opt": {"parameters": {"lr": {"max": 1}}}}}, "parameters.opt.parameters.lr", "give one of"),
+    ({"method": "grid", "parameters": {"lr": {"min": 0.1, "max": 1.0}}}, "parameters.lr", "method grid needs a finite set"),
+    ({"method": "random"}, "run_cap", "required for method 'random'"),
+]
+
+
+@pytest.mark.parametrize("change, key, words", BAD_CONFIGS, ids=[case[1] + ":" + case[2][:20] for case in BAD_CONFIGS])
+def test_invalid_config_is_one_line_naming_the_key(tmp_path, write_config, change, key, words):
+    config = report_config(tmp_path, program=str(SCRIPTS / "report.py"))
+    config.update(change)
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(config))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert caught.value.key == key
+    assert message.startswith(f"{key}: ")
+    assert words in message
+
+
+def test_yaml_errors_and_non_mappings_are_one_line(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("program: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d"):
+        load_config(broken)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(listing)
+    with pytest.raises(ConfigError, match="cannot read sweep config"):
+        load_config(tmp_path / "absent.yaml")

@@ -1,0 +1,37 @@
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from sweeps.hiplot import experiment, trial_row
+
+
+def trial(number, state, value=None):
+    t = create_trial(
+        state=state,
+        value=value,
+        params={"lr": 0.01, "kernel": "rbf"},
+        distributions={"lr": FloatDistribution(1e-4, 1.0, log=True), "kernel": CategoricalDistribution(["rbf", "poly"])},
+    )
+    t.number = number
+    return t
+
+
+def test_rows_carry_number_state_params_and_metric():
+    assert trial_row(trial(3, TrialState.COMPLETE, 0.5), "acc") == {
+        "uid": "3", "trial": 3, "lr": 0.01, "kernel": "rbf", "state": "COMPLETE", "acc": 0.5
+    }
+    assert "acc" not in trial_row(trial(4, TrialState.FAIL), "acc")
+
+
+def test_experiment_has_one_line_per_ended_trial_with_log_axes_and_metric_colour():
+    trials = [trial(0, TrialState.COMPLETE, 0.5), trial(1, TrialState.FAIL), trial(2, TrialState.RUNNING)]
+    exp = experiment(trials, "acc")
+    assert [dp.uid for dp in exp.datapoints] == ["0", "1"]
+    assert exp.parameters_definition["lr"].type.value == "numericlog"
+    assert exp.colorby == "acc"
+    exp.validate()
+
+
+def test_empty_experiment_still_mounts():
+    exp = experiment([], "acc")
+    assert exp.datapoints == [] and exp.enabledDisplays == ["TABLE"]

@@ -1,0 +1,82 @@
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweeps.config import parse_config
+from sweeps.sweep import REASON_ATTR, Sweep
+from sweeps.trial import COMPLETE, FAIL, TrialResult
+from tests.conftest import SCRIPTS, report_config
+
+
+def make_config(tmp_path, **overrides):
+    return parse_config(report_config(tmp_path, **overrides), base_dir=SCRIPTS)
+
+
+def test_tell_stores_values_and_reasons_in_the_storage(tmp_path):
+    config = make_config(tmp_path)
+    sweep = Sweep.open(config)
+    first, second = sweep.ask(), sweep.ask()
+    assert (first.number, second.number) == (0, 1)
+    assert first.args == [f"--x={first.params['x']}"]
+    sweep.tell(TrialResult(second.number, COMPLETE, value=0.0))
+    sweep.tell(TrialResult.failed(first.number, "exit code 3"))
+
+    stored = optuna.load_study(study_name="test", storage=config.storage).trials
+    assert [(t.number, t.state, t.value) for t in stored] == [(0, TrialState.FAIL, None), (1, TrialState.COMPLETE, 0.0)]
+    assert stored[0].user_attrs[REASON_ATTR] == "exit code 3"
+    assert REASON_ATTR not in stored[1].user_attrs
+
+
+def test_budget_counts_finished_trials_and_trials_in_flight(tmp_path):
+    sweep = Sweep.open(make_config(tmp_path, method="random", run_cap=2, max_failures=10))
+    assert sweep.wants_more(running=1)
+    assert not sweep.wants_more(running=2)
+    for _ in range(2):
+        sweep.tell(TrialResult.failed(sweep.ask().number, "boom"))  # failures do not count
+    assert sweep.finished == 0 and not sweep.done
+    for _ in range(2):
+        sweep.tell(TrialResult(sweep.ask().number, COMPLETE, value=1.0))
+    assert sweep.done and not sweep.wants_more(running=0)
+
+
+def test_max_failures_ends_the_sweep(tmp_path):
+    sweep = Sweep.open(make_config(tmp_path, method="random", run_cap=5, max_failures=2))
+    sweep.tell(TrialResult.failed(sweep.ask().number, "boom"))
+    assert not sweep.done
+    sweep.tell(TrialResult.failed(sweep.ask().number, "boom"))
+    assert sweep.done
+
+
+@pytest.mark.parametrize("goal, values, best", [("minimize", [3, -1, 0], -1), ("maximize", [3, -1, 0], 3)])
+def test_best_follows_the_goal(tmp_path, goal, values, best):
+    sweep = Sweep.open(make_config(tmp_path, metric={"name": "loss", "goal": goal}))
+    for value in values:
+        sweep.tell(TrialResult(sweep.ask().number, COMPLETE, value=float(value)))
+    assert sweep.best.value == best
+
+
+@pytest.mark.parametrize("goal, values, reached", [("minimize", [1.0, 0.5], [False, True]), ("maximize", [0.5, 0.9], [False, True])])
+def test_target_ends_the_sweep_once_reached(tmp_path, goal, values, reached):
+    sweep = Sweep.open(make_config(tmp_path, method="random", run_cap=10, metric={"name": "m", "goal": goal, "target": 0.6 if goal == "minimize" else 0.9}))
+    for value, expected in zip(values, reached):
+        sweep.tell(TrialResult(sweep.ask().number, COMPLETE, value=value))
+        assert sweep.done is expected
+
+
+def test_reopening_the_storage_picks_up_the_counts(tmp_path):
+    config = make_config(tmp_path, method="random", run_cap=3)
+    sweep = Sweep.open(config)
+    sweep.tell(TrialResult(sweep.ask().number, COMPLETE, value=2.0))
+    sweep.tell(TrialResult.failed(sweep.ask().number, "boom"))
+
+    again = Sweep.open(config)
+    assert (again.finished, again.counts[FAIL], again.best.value) == (1, 1, 2.0)
+    assert again.ask().number == 2
+
+
+def test_same_seed_gives_same_parameters(tmp_path):
+    def params(db):
+        sweep = Sweep.open(make_config(tmp_path, method="random", run_cap=5, seed=7, storage=f"sqlite:///{tmp_path / db}"))
+        return [sweep.ask().params for _ in range(5)]
+
+    assert params("a.db") == params("b.db")
