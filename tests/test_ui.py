@@ -1,10 +1,13 @@
 """The UI app in headless Chromium: press Run, watch the parallel-coordinates plot fill up."""
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -34,7 +37,7 @@ def start_ui_app(config_path: Path, cwd: Path, log_path: Path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = re.search(r"View it in your browser: (http://\S+)/view", log_path.read_text())
-        if found and _answers(found.group(1) + "/api/v1/layout"):  # 500 for a moment at start-up
+        if found and _page_ready(found.group(1)):
             return proc, found.group(1) + "/view"
         if proc.poll() is not None:
             break
@@ -43,15 +46,24 @@ def start_ui_app(config_path: Path, cwd: Path, log_path: Path):
     raise AssertionError(f"the app did not start:\n{log_path.read_text()}")
 
 
-def _answers(url: str) -> bool:
-    import urllib.error
-    import urllib.request
+def _page_ready(app_url: str) -> bool:
+    """The layout answers (it is 500 for a moment at start-up) and the Streamlit page it names too.
 
+    /view loads the page once: opened before Streamlit listens, it stays blank.
+    """
+    layout = _get(app_url + "/api/v1/layout")
+    if layout is None:
+        return False
+    targets = [entry["content"] for entry in json.loads(json.loads(layout))]
+    return all(_get(target) is not None for target in targets)
+
+
+def _get(url: str) -> str | None:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
+            return response.read().decode() if response.status == 200 else None
     except (urllib.error.URLError, OSError):
-        return False
+        return None
 
 
 @pytest.fixture
