@@ -1,7 +1,7 @@
 """HiPlotFlow: the sweep's page, a HiPlot parallel-coordinates plot that follows the sweep live.
 
-The flow tells this one about every trial that ends (``run``); its state keeps a count and the
-latest trial number, nothing that grows. The page polls that small state and, only when it has
+The flow hands this one every trial that ends (``run``); its state keeps a count and the latest
+trial, nothing that grows. The page polls that small state and, only when it has
 moved, reads the new trials from the Optuna storage (Optuna's cached storage fetches just the
 new ones). Lightning's own push to the page is broken on Streamlit 1.56, hence the polling.
 """
@@ -43,11 +43,12 @@ class HiPlotFlow(LightningFlow):
         self.status = "waiting"  # set by HPOFlow
         self.run_requested = False  # set by the page's Run button
         self.ended = 0  # trials that ended while this app ran: the page's signal to re-read
-        self.last_ended: int | None = None
+        self.latest_trial: dict[str, Any] | None = None
 
-    def run(self, trial_number: int) -> None:
+    def run(self, trial: dict[str, Any]) -> None:
+        """One ended trial (number, parameters, state, metric), as a row of the plot."""
         self.ended += 1
-        self.last_ended = trial_number
+        self.latest_trial = trial
 
     def configure_layout(self) -> StreamlitFrontend:
         return _StreamlitFrontend(render_fn=render_fn)
@@ -110,6 +111,10 @@ def _live_view(storage: str, study_name: str, metric: str, run_cap: int) -> None
         best = _best(trials, flow.goal)
         if best is not None:
             st.markdown(f"Best: trial **{best.number}**, {metric} = **{best.value:.6g}** · {format_params(best.params)}")
+        if flow.latest_trial is not None:
+            latest = flow.latest_trial
+            outcome = f"{metric} = {latest[metric]:.6g}" if metric in latest else ""
+            st.caption(f"Latest: trial {latest['trial']} {latest['state']} {outcome}")
         _show_hiplot(trials, metric)
 
     view()

@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial
 from components.hiplot_flow import HiPlotFlow
 from components.objective import ObjectiveWork
 from sweeps.config import SweepConfig
+from sweeps.hiplot import trial_row
 from sweeps.report import progress_line, summary
 from sweeps.scheduler import schedule
 from sweeps.sweep import Sweep
@@ -61,7 +62,7 @@ class HPOFlow(LightningFlow):
     def _on_trial_end(self, trial: FrozenTrial) -> None:
         print(progress_line(self.sweep, trial), flush=True)
         if self.with_ui:
-            self.hiplot.run(trial.number)
+            self.hiplot.run(trial_row(trial, self._config.metric.name))
 
     def _start_requested(self) -> bool:
         return self._config.autostart or not self.with_ui or self.hiplot.run_requested
