@@ -24,6 +24,7 @@ from lightning_app.frontend import StreamlitFrontend  # noqa: E402
 
 from sweeps.config import SweepConfig  # noqa: E402
 from sweeps.report import format_params  # noqa: E402
+from sweeps.sweep import trial_params  # noqa: E402
 
 POLL_SECONDS = 1.0
 
@@ -110,7 +111,7 @@ def _live_view(storage: str, study_name: str, metric: str, run_cap: int) -> None
         st.progress(min(finished / run_cap, 1.0), text=f"{finished} of {run_cap} trials finished · {flow.status}")
         best = _best(trials, flow.goal)
         if best is not None:
-            st.markdown(f"Best: trial **{best.number}**, {metric} = **{best.value:.6g}** · {format_params(best.params)}")
+            st.markdown(f"Best: trial **{best.number}**, {metric} = **{best.value:.6g}** · {format_params(trial_params(best))}")
         if flow.latest_trial is not None:
             latest = flow.latest_trial
             outcome = f"{metric} = {latest[metric]:.6g}" if metric in latest else ""

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sweeps.config import parse_config  # noqa: E402
 from sweeps.scheduler import schedule  # noqa: E402
-from sweeps.sweep import Sweep, make_sampler  # noqa: E402
+from sweeps.samplers import make_sampler  # noqa: E402
+from sweeps.sweep import Sweep  # noqa: E402
 from sweeps.trial import COMPLETE, TrialResult  # noqa: E402
 
 TOTAL_TRIALS = 6

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationError
 
 from sweeps.errors import ConfigError
+from sweeps.samplers import METHODS, check_method
 from sweeps.space import SearchSpace
 
 #: Where the config comes from when ``SWEEP_CONFIG`` is not set: the bundled example.
@@ -24,7 +25,6 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweep.yaml"
 #: W&B sweep keys that have no meaning here; a W&B config must still load unchanged.
 WANDB_ONLY_KEYS = ("entity", "project", "controller", "description", "command", "imports", "job")
 
-METHODS = ("bayes", "tpe", "random", "grid")
 
 
 class _Strict(BaseModel):
@@ -40,12 +40,21 @@ class Metric(_Strict):
 class ParameterSpec(_Strict):
     """One entry of ``parameters`` in W&B syntax; :mod:`sweeps.space` gives it a meaning."""
 
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     value: Any = None
     values: list[Any] | None = None
+    probabilities: list[float] | None = None
     distribution: str | None = None
     min: int | float | None = None
     max: int | float | None = None
+    q: int | float | None = None
+    mu: float | None = None
+    sigma: float | None = None
+    a: float | None = None
+    b: float | None = None
     parameters: dict[str, ParameterSpec] | None = None
+    if_: dict[str, Any] | None = Field(default=None, alias="if")
 
     def given(self) -> set[str]:
         """The keys the user wrote (``value: null`` counts as written)."""
@@ -140,6 +149,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep
         raise ConfigError("program", f"no such file {program} (paths are relative to the config file)")
     config.program = program.resolve()
 
+    check_method(config.method)
     config._space = SearchSpace.from_specs(config.parameters, key="parameters")
     if config.method == "grid":
         size = config.space.grid_size(key="parameters")
@@ -154,7 +164,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep
 def _one_line(err: ValidationError) -> ConfigError:
     first = err.errors()[0]
     loc = first["loc"]
-    if len(loc) > 1 and loc[-2] in ("min", "max"):
+    if len(loc) > 1 and loc[-2] in ("min", "max", "q"):
         # ``int | float`` adds the union member to the path: not a key the user wrote.
         key = ".".join(str(part) for part in loc[:-1])
         return ConfigError(key, f"should be a number (got {first.get('input')!r})")
@@ -163,7 +173,7 @@ def _one_line(err: ValidationError) -> ConfigError:
     if kind == "extra_forbidden":
         parent = loc[:-1]
         model = _model_at(parent)
-        valid = ", ".join(name for name in model.model_fields) if model else "see the README"
+        valid = ", ".join(f.alias or name for name, f in model.model_fields.items()) if model else "see the README"
         return ConfigError(key, f"unknown key; valid keys here: {valid}")
     if kind == "missing":
         return ConfigError(key, "required")

@@ -9,9 +9,11 @@ import hiplot as hip
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
+from sweeps.sweep import trial_params
+
 
 def trial_row(trial: FrozenTrial, metric: str) -> dict[str, Any]:
-    row: dict[str, Any] = {"uid": str(trial.number), "trial": trial.number, **trial.params}
+    row: dict[str, Any] = {"uid": str(trial.number), "trial": trial.number, **trial_params(trial)}
     row["state"] = trial.state.name
     if trial.value is not None:
         row[metric] = trial.value

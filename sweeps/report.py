@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.sweep import REASON_ATTR, Sweep
+from sweeps.sweep import REASON_ATTR, Sweep, trial_params
 
 
 def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
@@ -23,7 +23,7 @@ def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
     best = f"best {metric}={sweep.best.value:.6g} (trial {sweep.best.number})" if sweep.best else "no best yet"
     return (
         f"[{sweep.finished:>{len(str(sweep.config.budget))}}/{sweep.config.budget}] "
-        f"trial {trial.number} {trial.state.name} {outcome} | {format_params(trial.params, short=True)} "
+        f"trial {trial.number} {trial.state.name} {outcome} | {format_params(trial_params(trial), short=True)} "
         f"| {duration} | {best}"
     )
 
@@ -40,7 +40,7 @@ def summary(study: optuna.Study) -> str:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete:
         best = study.best_trial
-        lines.append(f"best trial {best.number}: value={best.value!r} {format_params(best.params)}")
+        lines.append(f"best trial {best.number}: value={best.value!r} {format_params(trial_params(best))}")
     else:
         lines.append("no trial completed")
     return "\n".join(lines)

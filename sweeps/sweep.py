@@ -8,6 +8,7 @@ object only remembers counts, so that deciding "ask another trial?" costs no que
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +17,21 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.config import SweepConfig
+from sweeps.samplers import STARTUP_TRIALS, make_sampler
+from sweeps.space import QUANTILE_SUFFIX
 from sweeps.trial import COMPLETE, FAIL, PRUNED, TrialResult, script_args
 
 #: Where a FAIL trial keeps its reason, in the trial's user attributes.
 REASON_ATTR = "fail_reason"
+#: Where a trial keeps the values of parameters Optuna sampled as quantiles (normal, beta, ...).
+PARAMS_ATTR = "params"
+
+
+def trial_params(trial: FrozenTrial | optuna.Trial) -> dict[str, Any]:
+    """What the trial's script received: Optuna's own values and those mapped from quantiles."""
+    params = {k: v for k, v in trial.params.items() if not k.endswith(QUANTILE_SUFFIX)}
+    params.update(trial.user_attrs.get(PARAMS_ATTR, {}))
+    return params
 
 
 @dataclass(frozen=True)
@@ -34,27 +46,6 @@ class TrialRequest:
         return script_args(self.params)
 
 
-class _GridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid without its ``study.stop()`` once every point has run.
-
-    ``stop`` raises outside ``study.optimize``, and the sweep's budget (``run_cap``, by default
-    the grid's size) already decides when to stop.
-    """
-
-    def after_trial(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-def make_sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
-    if config.method == "random":
-        return optuna.samplers.RandomSampler(seed=config.seed)
-    if config.method == "grid":
-        return _GridSampler(config.space.grid(), seed=config.seed)
-    # W&B's "bayes" is Optuna's TPE. The constant liar keeps parallel trials from being
-    # proposed at the same point while their neighbours are still running.
-    return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, constant_liar=True)
-
-
 class Sweep:
     def __init__(self, config: SweepConfig, study: optuna.Study) -> None:
         self.config = config
@@ -63,8 +54,13 @@ class Sweep:
         self.best: FrozenTrial | None = None
         self.target_reached = False
         self._asked: dict[int, optuna.Trial] = {}  # trials this process is running, by number
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
-            self._count(trial)
+        self._configurations = config.space.choices()  # None unless the space is small and discrete
+        self._tried: set[tuple[Any, ...]] = set()
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state.is_finished():
+                self._count(trial)
+            if self._configurations is not None:
+                self._tried.add(self._key(trial_params(trial)))
 
     @classmethod
     def open(cls, config: SweepConfig) -> Sweep:
@@ -97,9 +93,42 @@ class Sweep:
         return not self.done and self.finished + running < self.config.budget
 
     def ask(self) -> TrialRequest:
-        trial = self.study.ask(self.config.space.distributions)
+        untried = self._untried_configuration()
+        if untried is not None:
+            self.study.enqueue_trial(untried)
+        trial = self.study.ask()
+        params = self.config.space.sample(trial)
+        derived = {name: value for name, value in params.items() if name not in trial.params}
+        if derived:
+            trial.set_user_attr(PARAMS_ATTR, derived)
         self._asked[trial.number] = trial
-        return TrialRequest(trial.number, dict(trial.params))
+        if self._configurations is not None:
+            self._tried.add(self._key(params))
+        return TrialRequest(trial.number, params)
+
+    def _untried_configuration(self) -> dict[str, Any] | None:
+        """For a small discrete space while proposals are random: a configuration not run before.
+
+        Random draws (``random``, and every model-based sampler's first trials) repeat
+        configurations of a small space, and several trials at once would run the same one;
+        drawing among those not tried yet, and never one that is running, avoids both.
+        """
+        configurations = self._configurations
+        if configurations is None or self.config.method == "grid":
+            return None
+        if self.config.method != "random" and len(self._tried) >= STARTUP_TRIALS:
+            return None
+        rng = random.Random(None if self.config.seed is None else f"{self.config.seed}:{len(self._tried)}")
+        for _ in range(64):  # cheap while most configurations are untried
+            candidate = rng.choice(configurations)
+            if self._key(candidate) not in self._tried:
+                return candidate
+        running = {self._key(trial_params(t)) for t in self._asked.values()}
+        untried = [c for c in configurations if self._key(c) not in self._tried]
+        return rng.choice(untried or [c for c in configurations if self._key(c) not in running] or configurations)
+
+    def _key(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(params.get(name) for name in self.config.space.names)
 
     def tell(self, result: TrialResult) -> FrozenTrial:
         trial = self._asked.pop(result.number)

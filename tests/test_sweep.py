@@ -3,7 +3,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.config import parse_config
-from sweeps.sweep import REASON_ATTR, Sweep
+from sweeps.sweep import REASON_ATTR, Sweep, trial_params
 from sweeps.trial import COMPLETE, FAIL, TrialResult
 from tests.conftest import SCRIPTS, report_config
 
@@ -80,3 +80,33 @@ def test_same_seed_gives_same_parameters(tmp_path):
         return [sweep.ask().params for _ in range(5)]
 
     assert params("a.db") == params("b.db")
+
+
+def test_quantile_parameters_are_recorded_as_the_values_the_script_gets(tmp_path):
+    config = make_config(
+        tmp_path, method="random", run_cap=3,
+        parameters={"lr": {"distribution": "normal", "mu": 1, "sigma": 0.1}, "k": {"values": [1, 2]}},
+    )
+    sweep = Sweep.open(config)
+    request = sweep.ask()
+    sweep.tell(TrialResult(request.number, COMPLETE, value=1.0))
+    (stored,) = optuna.load_study(study_name="test", storage=config.storage).trials
+    assert set(stored.params) == {"lr:quantile", "k"}
+    assert trial_params(stored) == request.params
+    assert request.params["lr"] == stored.user_attrs["params"]["lr"] != stored.params["lr:quantile"]
+    assert request.args == [f"--lr={request.params['lr']!r}", f"--k={request.params['k']}"]
+
+
+@pytest.mark.parametrize("method", ["bayes", "random", "cmaes", "qmc", "nsga2"])
+def test_parallel_trials_on_a_small_discrete_space_are_distinct(tmp_path, method):
+    config = make_config(
+        tmp_path, method=method, run_cap=6, seed=1,
+        parameters={"a": {"values": ["x", "y"]}, "b": {"values": [1, 2, 3]}},
+    )
+    sweep = Sweep.open(config)
+    running = [sweep.ask() for _ in range(4)]
+    assert len({tuple(r.params.items()) for r in running}) == 4
+    for r in running:
+        sweep.tell(TrialResult(r.number, COMPLETE, value=float(r.params["b"])))
+    later = [sweep.ask() for _ in range(2)]
+    assert len({tuple(r.params.items()) for r in running + later}) == 6, "untried configurations first"

@@ -1,0 +1,69 @@
+"""The ``method`` of a sweep: which Optuna sampler proposes its trials."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from sweeps.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sweeps.config import SweepConfig
+
+#: W&B's names first (bayes = TPE), then Optuna's.
+METHODS = ("bayes", "random", "grid", "tpe", "gp", "cmaes", "qmc", "nsga2")
+
+#: Trials a model-based sampler draws at random before its model takes over (TPE's and GP's default).
+STARTUP_TRIALS = 10
+
+#: Packages a method needs beyond the core requirements, and how to get them.
+_NEEDS = {
+    "gp": ("torch", "pip install torch==2.13.0 (the CPU build)"),
+    "cmaes": ("cmaes", "pip install cmaes"),
+}
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid without its ``study.stop()`` once every point has run.
+
+    ``stop`` raises outside ``study.optimize``, and the sweep's budget (``run_cap``, by default
+    the grid's size) already decides when to stop.
+    """
+
+    def after_trial(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def check_method(method: str) -> None:
+    """Fail at config time, not at the first trial, when a method's package is missing."""
+    if method in _NEEDS:
+        module, how = _NEEDS[method]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError("method", f"{method} needs the {module} package: {how}")
+
+
+def make_sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
+    seed, method = config.seed, config.method
+    if method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if method == "grid":
+        return _GridSampler(config.space.grid(), seed=seed)
+    if method == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
+    if method == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if method == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=seed is not None, warn_independent_sampling=False)
+    if method == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    # bayes / tpe. The constant liar keeps parallel trials from being proposed at the same point
+    # while their neighbours still run; group=True lets a conditional space be modelled jointly.
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        n_startup_trials=STARTUP_TRIALS,
+        multivariate=True,
+        group=config.space.is_conditional,
+        constant_liar=True,
+    )
