@@ -22,8 +22,8 @@ from sweeps.space import SearchSpace
 #: Where the config comes from when ``SWEEP_CONFIG`` is not set: the bundled example.
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweep.yaml"
 
-#: W&B sweep keys that have no meaning here; a W&B config must still load unchanged.
-WANDB_ONLY_KEYS = ("entity", "project", "controller", "description", "command", "imports", "job")
+#: W&B sweep keys Sweeps does not act on; a W&B config must still load unchanged.
+IGNORED_KEYS = ("entity", "project", "controller", "description", "command", "imports", "job", "early_terminate")
 
 
 
@@ -84,6 +84,7 @@ class SweepConfig(_Strict):
     command: Any = None
     imports: Any = None
     job: Any = None
+    early_terminate: Any = None
 
     _space: SearchSpace = PrivateAttr()
 
@@ -94,7 +95,7 @@ class SweepConfig(_Strict):
     @property
     def ignored_keys(self) -> list[str]:
         """The W&B keys this config sets that Sweeps does not act on."""
-        return sorted(self.model_fields_set & set(WANDB_ONLY_KEYS))
+        return sorted(self.model_fields_set & set(IGNORED_KEYS))
 
     @property
     def budget(self) -> int:
@@ -114,7 +115,7 @@ def load_config_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConf
     except ConfigError as err:
         sys.exit(f"sweeps: invalid sweep config: {err}")
     if config.ignored_keys:
-        print(f"sweeps: W&B keys ignored by Sweeps: {', '.join(config.ignored_keys)}", file=sys.stderr)
+        print(f"sweeps: W&B keys not acted on, ignored: {', '.join(config.ignored_keys)}", file=sys.stderr)
     return config
 
 
