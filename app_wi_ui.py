@@ -3,6 +3,6 @@
 from lightning_app import LightningApp
 
 from components import HPOFlow
-from sweeps.config import load_config_or_exit
+from sweeps.startup import start_or_exit
 
-app = LightningApp(HPOFlow(load_config_or_exit(), with_ui=True))
+app = LightningApp(HPOFlow(start_or_exit(), with_ui=True))

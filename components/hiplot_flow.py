@@ -23,6 +23,7 @@ from lightning_app.core import constants  # noqa: E402
 from lightning_app.frontend import StreamlitFrontend  # noqa: E402
 
 from sweeps.config import SweepConfig  # noqa: E402
+from sweeps.export import best_trial  # noqa: E402
 from sweeps.report import format_params  # noqa: E402
 from sweeps.sweep import trial_params  # noqa: E402
 
@@ -109,7 +110,7 @@ def _live_view(storage: str, study_name: str, metric: str, run_cap: int) -> None
         trials = cache["trials"]
         finished = sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
         st.progress(min(finished / run_cap, 1.0), text=f"{finished} of {run_cap} trials finished · {flow.status}")
-        best = _best(trials, flow.goal)
+        best = best_trial(trials, flow.goal)
         if best is not None:
             st.markdown(f"Best: trial **{best.number}**, {metric} = **{best.value:.6g}** · {format_params(trial_params(best))}")
         if flow.latest_trial is not None:
@@ -148,12 +149,6 @@ def _read_trials(storage: str, study_name: str) -> list:
         return study(storage, study_name).get_trials(deepcopy=False)
     except KeyError:  # the flow has not created the study yet
         return []
-
-
-def _best(trials: list, goal: str) -> Any:
-    complete = [t for t in trials if t.state.name == "COMPLETE"]
-    pick = max if goal == "maximize" else min
-    return pick(complete, key=lambda t: t.value) if complete else None
 
 
 def _show_hiplot(trials: list, metric: str) -> Any:

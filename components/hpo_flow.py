@@ -7,19 +7,28 @@ is running now, one entry per work, while every trial lives in the Optuna storag
 
 from __future__ import annotations
 
+import sys
+import time
+
 from lightning_app import LightningFlow
 from lightning_app.structures import List
+from lightning_app.utilities.exceptions import LightningFlowException
 from optuna.trial import FrozenTrial
 
 from components.hiplot_flow import HiPlotFlow
 from components.objective import ObjectiveWork
 from sweeps.config import SweepConfig
 from sweeps.hiplot import trial_row
-from sweeps.report import progress_line, summary
+from sweeps.export import write_exports
+from sweeps.report import failure_summary, progress_line, summary
 from sweeps.scheduler import schedule
+from sweeps.storage import is_sqlite
 from sweeps.sweep import Sweep
 
-WAITING, RUNNING, FINISHED = "waiting", "running", "finished"
+WAITING, RUNNING, FINISHED, GAVE_UP = "waiting", "running", "finished", "gave up"
+
+#: Exports (trials.csv, best.json) are rewritten at most this often while trials end, and at the end.
+EXPORT_SECONDS = 1.0
 
 
 class HPOFlow(LightningFlow):
@@ -27,11 +36,14 @@ class HPOFlow(LightningFlow):
         super().__init__()
         self._config = config
         self._sweep: Sweep | None = None  # opened in the flow's process, on the first run
+        self._exported = 0.0  # when trials.csv was last written
         self.status = WAITING
         self.running: dict[str, int] = {}  # work index -> trial number
         self.pool = List(
             *(
-                ObjectiveWork(str(config.program), config.metric.name, log_dir=str(config.output_dir / "logs"))
+                ObjectiveWork(
+                    str(config.program), config.metric.name, str(config.output_dir / "logs"), config.trial_timeout
+                )
                 for _ in range(config.parallel)
             )
         )
@@ -42,7 +54,9 @@ class HPOFlow(LightningFlow):
     @property
     def sweep(self) -> Sweep:
         if self._sweep is None:
-            self._sweep = Sweep.open(self._config)
+            # An SQLite storage is claimed by this app alone (sweeps.storage): a RUNNING trial found
+            # there was left by a dead process.
+            self._sweep = Sweep.open(self._config, sole_writer=is_sqlite(self._config.storage))
         return self._sweep
 
     def run(self) -> None:
@@ -54,8 +68,16 @@ class HPOFlow(LightningFlow):
             return
         schedule(sweep, self.pool, self.running, on_end=self._on_trial_end)
         if sweep.done and not self.running:
-            self._set_status(FINISHED)
+            self._export()
             print(summary(sweep.study), flush=True)
+            if sweep.gave_up:
+                self._set_status(GAVE_UP)
+                message = failure_summary(sweep)
+                print(message, file=sys.stderr, flush=True)
+                if not self.with_ui:
+                    raise LightningFlowException(message)  # the app exits with code 1
+            else:
+                self._set_status(FINISHED)
             if not self.with_ui:
                 self.stop()
 
@@ -63,6 +85,13 @@ class HPOFlow(LightningFlow):
         print(progress_line(self.sweep, trial), flush=True)
         if self.with_ui:
             self.hiplot.run(trial_row(trial, self._config.metric.name))
+        if time.monotonic() - self._exported > EXPORT_SECONDS:
+            self._export()
+
+    def _export(self) -> None:
+        config = self._config
+        write_exports(self.sweep.study.get_trials(deepcopy=False), config.output_dir, config.metric.name, config.metric.goal)
+        self._exported = time.monotonic()
 
     def _start_requested(self) -> bool:
         return self._config.autostart or not self.with_ui or self.hiplot.run_requested

@@ -1,17 +1,17 @@
-"""ObjectiveWork: runs the sweep's script for one trial at a time, in a process kept warm.
+"""ObjectiveWork: runs the sweep's script for one trial at a time, from a process kept warm.
 
-The script runs inside the work's process through ``TracerPythonScript`` (``runpy``), so the
-imports a script pays for once (scikit-learn, torch) are already loaded for the next trial.
-Whatever the script does, the work reports a result: its output is read for the metric as it
-is printed, and an exception or a non-zero exit becomes a FAIL with its reason.
+The work's process imports what the script imports once; each trial then runs the script through
+``TracerPythonScript`` (``runpy``) in a forked child of that process (``sweeps.process``), which
+starts with those imports already loaded and which the work supervises: the script's output is
+read for the metric as it is printed, a deadline is enforced, and an exception, a non-zero exit,
+a signal (abort, segfault, OOM kill) or a timeout becomes a FAIL with its reason. Whatever the
+script does, the work survives to report.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,19 @@ from lightning_app.components import TracerPythonScript
 from lightning_app.utilities.enum import CacheCallsKeys
 
 from sweeps.metrics import MetricReader
+from sweeps.process import import_dependencies, run_forked
 from sweeps.trial import TrialResult, judge, script_args
 
 
 class ObjectiveWork(TracerPythonScript):
-    def __init__(self, program: str, metric: str, log_dir: str) -> None:
-        # raise_exception=False: a failing script must not stop the app (Lightning would, ~30 s later).
+    def __init__(self, program: str, metric: str, log_dir: str, timeout: float | None = None) -> None:
+        # raise_exception=False: an error in the work must not stop the app (Lightning would, ~30 s later).
         super().__init__(script_path=program, parallel=True, raise_exception=False)
         self.metric = metric
         self.log_dir = log_dir
+        self.timeout = timeout
         self.result: dict[str, Any] | None = None
+        self._warm = False
 
     # -- in the flow's process -------------------------------------------------------------------
 
@@ -58,55 +61,23 @@ class ObjectiveWork(TracerPythonScript):
     # -- in the work's process -------------------------------------------------------------------
 
     def run(self, trial_number: int, params: dict[str, Any]) -> None:
+        if not self._warm:
+            import_dependencies(self.script_path)
+            self._warm = True
         self.script_args = script_args(params)
         reader = MetricReader(self.metric)
         log_path = Path(self.log_dir) / f"{trial_number}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        error: BaseException | None = None
-        script_globals = None
         started = time.monotonic()
-        with open(log_path, "w") as log, _preserved_interpreter_state():
-            tee = _Tee(reader, log)
-            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(log):
-                try:
-                    script_globals = super().run()
-                except (Exception, SystemExit) as exc:  # the script's failure is the trial's result
-                    error = exc
+        with open(log_path, "w") as log:
+
+            def stdout(text: str) -> None:
+                reader.write(text)
+                log.write(text)
+
+            end = run_forked(partial(TracerPythonScript.run, self), stdout, log.write, timeout=self.timeout)
         reader.close()
-        self.result = judge(trial_number, reader, error, script_globals, time.monotonic() - started).to_dict()
+        self.result = judge(trial_number, reader, end, time.monotonic() - started, self.timeout).to_dict()
 
     def on_after_run(self, script_globals: dict[str, Any]) -> dict[str, Any]:
         return script_globals
-
-
-class _Tee:
-    """Write to the metric reader and the trial's log at once."""
-
-    def __init__(self, reader: MetricReader, log: Any) -> None:
-        self.reader, self.log = reader, log
-
-    def write(self, text: str) -> int:
-        self.reader.write(text)
-        return self.log.write(text)
-
-    def flush(self) -> None:
-        self.log.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-
-@contextlib.contextmanager
-def _preserved_interpreter_state():
-    """Undo what a script that raised leaves behind (TracerPythonScript restores only on success)."""
-    argv, path, cwd = sys.argv[:], sys.path[:], os.getcwd()
-    environ, saved = os.environ, dict(os.environ)
-    try:
-        yield
-    finally:
-        sys.argv[:], sys.path[:] = argv, path
-        os.chdir(cwd)
-        os.environ = environ  # TracerPythonScript swaps in a plain dict copy
-        if dict(environ) != saved:
-            environ.clear()
-            environ.update(saved)

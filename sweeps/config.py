@@ -8,12 +8,20 @@ raises :class:`ConfigError`, and :func:`load_config` is the only way in.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+)
 
 from sweeps.errors import ConfigError
 from sweeps.samplers import METHODS, check_method
@@ -73,6 +81,8 @@ class SweepConfig(_Strict):
     parallel: PositiveInt = 2
     storage: str = "sqlite:///sweeps.db"
     max_failures: PositiveInt | None = None
+    max_retries: NonNegativeInt = 0
+    trial_timeout: PositiveFloat | None = None
     seed: int | None = None
     autostart: bool = False
     output_dir: Path | None = None
@@ -106,17 +116,6 @@ class SweepConfig(_Strict):
     @property
     def failure_budget(self) -> int:
         return self.max_failures or self.budget
-
-
-def load_config_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
-    """:func:`load_config` for the app files: a bad config ends the process with one line on stderr."""
-    try:
-        config = load_config(path)
-    except ConfigError as err:
-        sys.exit(f"sweeps: invalid sweep config: {err}")
-    if config.ignored_keys:
-        print(f"sweeps: W&B keys not acted on, ignored: {', '.join(config.ignored_keys)}", file=sys.stderr)
-    return config
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> SweepConfig:

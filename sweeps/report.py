@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.sweep import REASON_ATTR, Sweep, trial_params
+from sweeps.sweep import INTERRUPTED, REASON_ATTR, Sweep, trial_params
 
 
 def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
@@ -44,3 +45,14 @@ def summary(study: optuna.Study) -> str:
     else:
         lines.append("no trial completed")
     return "\n".join(lines)
+
+
+def failure_summary(sweep: Sweep) -> str:
+    """Why the sweep gave up: each distinct failure reason (its first line) with its count."""
+    reasons = Counter(
+        str(t.user_attrs.get(REASON_ATTR, "")).splitlines()[0] if t.user_attrs.get(REASON_ATTR) else "no reason"
+        for t in sweep.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if t.user_attrs.get(REASON_ATTR) != INTERRUPTED
+    )
+    listed = "; ".join(f"{count}x {reason}" for reason, count in reasons.most_common())
+    return f"sweeps: gave up after {sweep.failures} failed trials (max_failures={sweep.config.failure_budget}): {listed}"

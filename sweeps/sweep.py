@@ -25,6 +25,10 @@ from sweeps.trial import COMPLETE, FAIL, PRUNED, TrialResult, script_args
 REASON_ATTR = "fail_reason"
 #: Where a trial keeps the values of parameters Optuna sampled as quantiles (normal, beta, ...).
 PARAMS_ATTR = "params"
+#: On a retry: the number of the FAIL trial whose parameters it tries again, and which attempt it is.
+RETRY_OF_ATTR, ATTEMPT_ATTR = "retry_of", "attempt"
+#: The reason of a trial that was RUNNING when its process died.
+INTERRUPTED = "interrupted"
 
 
 def trial_params(trial: FrozenTrial | optuna.Trial) -> dict[str, Any]:
@@ -51,20 +55,28 @@ class Sweep:
         self.config = config
         self.study = study
         self.counts: Counter[str] = Counter()
+        self.failures = 0  # FAIL trials that count towards max_failures (not the interrupted)
         self.best: FrozenTrial | None = None
         self.target_reached = False
         self._asked: dict[int, optuna.Trial] = {}  # trials this process is running, by number
         self._configurations = config.space.choices()  # None unless the space is small and discrete
         self._tried: set[tuple[Any, ...]] = set()
-        for trial in study.get_trials(deepcopy=False):
+        trials = study.get_trials(deepcopy=False)
+        self._waiting = sum(t.state == TrialState.WAITING for t in trials)  # retries queued, not yet asked
+        for trial in trials:
             if trial.state.is_finished():
                 self._count(trial)
             if self._configurations is not None:
                 self._tried.add(self._key(trial_params(trial)))
 
     @classmethod
-    def open(cls, config: SweepConfig) -> Sweep:
-        """Create the study, or load it when the storage already has one of this name."""
+    def open(cls, config: SweepConfig, sole_writer: bool = True) -> Sweep:
+        """Create the study, or load it when the storage already has one of this name.
+
+        ``sole_writer``: no other process runs this sweep's trials, so a RUNNING trial in the
+        storage was left by a process that died; it is marked FAIL (``interrupted``) and its
+        parameters are tried again. Retries a crash kept from being queued are queued too.
+        """
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
             storage=config.storage,
@@ -73,6 +85,8 @@ class Sweep:
             sampler=make_sampler(config),
             load_if_exists=True,
         )
+        if sole_writer:
+            _recover(study, config.max_retries)
         return cls(config, study)
 
     @property
@@ -82,20 +96,23 @@ class Sweep:
 
     @property
     def done(self) -> bool:
-        return (
-            self.finished >= self.config.budget
-            or self.counts[FAIL] >= self.config.failure_budget
-            or self.target_reached
-        )
+        return self.finished >= self.config.budget or self.gave_up or self.target_reached
+
+    @property
+    def gave_up(self) -> bool:
+        return self.failures >= self.config.failure_budget
 
     def wants_more(self, running: int) -> bool:
         """Whether another trial should start while ``running`` trials are still out."""
         return not self.done and self.finished + running < self.config.budget
 
     def ask(self) -> TrialRequest:
-        untried = self._untried_configuration()
-        if untried is not None:
-            self.study.enqueue_trial(untried)
+        if self._waiting:
+            self._waiting -= 1  # a queued retry: study.ask() takes it
+        else:
+            untried = self._untried_configuration()
+            if untried is not None:
+                self.study.enqueue_trial(untried)
         trial = self.study.ask()
         params = self.config.space.sample(trial)
         derived = {name: value for name, value in params.items() if name not in trial.params}
@@ -105,6 +122,20 @@ class Sweep:
         if self._configurations is not None:
             self._tried.add(self._key(params))
         return TrialRequest(trial.number, params)
+
+    def tell(self, result: TrialResult) -> FrozenTrial:
+        trial = self._asked.pop(result.number)
+        if result.reason is not None:
+            trial.set_user_attr(REASON_ATTR, result.reason)
+        if result.state == COMPLETE:
+            frozen = self.study.tell(trial, result.value)
+        else:
+            frozen = self.study.tell(trial, state=TrialState[result.state])
+        self._count(frozen)
+        if frozen.state == TrialState.FAIL and _attempt(frozen) < self.config.max_retries:
+            _retry(self.study, frozen)
+            self._waiting += 1
+        return frozen
 
     def _untried_configuration(self) -> dict[str, Any] | None:
         """For a small discrete space while proposals are random: a configuration not run before.
@@ -130,19 +161,10 @@ class Sweep:
     def _key(self, params: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(params.get(name) for name in self.config.space.names)
 
-    def tell(self, result: TrialResult) -> FrozenTrial:
-        trial = self._asked.pop(result.number)
-        if result.reason is not None:
-            trial.set_user_attr(REASON_ATTR, result.reason)
-        if result.state == COMPLETE:
-            frozen = self.study.tell(trial, result.value)
-        else:
-            frozen = self.study.tell(trial, state=TrialState[result.state])
-        self._count(frozen)
-        return frozen
-
     def _count(self, trial: FrozenTrial) -> None:
         self.counts[trial.state.name] += 1
+        if trial.state == TrialState.FAIL and trial.user_attrs.get(REASON_ATTR) != INTERRUPTED:
+            self.failures += 1
         if trial.state != TrialState.COMPLETE or trial.value is None or math.isnan(trial.value):
             return
         if self.best is None or self._better(trial.value, self.best.value):
@@ -155,3 +177,37 @@ class Sweep:
         if b is None:
             return True
         return a > b if self.config.metric.goal == "maximize" else a < b
+
+
+def _attempt(trial: FrozenTrial) -> int:
+    """0 for a trial as first proposed, n for its n-th retry."""
+    return int(trial.user_attrs.get(ATTEMPT_ATTR, 0))
+
+
+def _retry(study: optuna.Study, failed: FrozenTrial, count: bool = True) -> None:
+    """Queue the failed trial's parameters as a new trial; the next ask() takes it.
+
+    (Optuna's RetryFailedTrialCallback would copy the failed trial's user attributes, its failure
+    reason among them, into the retry.)
+    """
+    study.enqueue_trial(
+        failed.params,
+        user_attrs={RETRY_OF_ATTR: failed.number, ATTEMPT_ATTR: _attempt(failed) + int(count)},
+        skip_if_exists=False,
+    )
+
+
+def _recover(study: optuna.Study, max_retries: int) -> None:
+    """Mark the trials a dead process left RUNNING as FAIL (interrupted) and queue every retry owed."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(RETRY_OF_ATTR) for t in trials}
+    for trial in trials:
+        if trial.state == TrialState.RUNNING:
+            # No Trial object survives the crash: the storage is told directly, reason first.
+            study._storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, INTERRUPTED)
+            study.tell(trial.number, state=TrialState.FAIL)
+            _retry(study, trial, count=False)  # not the trial's fault: no attempt used
+        elif trial.state == TrialState.FAIL and trial.number not in retried:
+            interrupted = trial.user_attrs.get(REASON_ATTR) == INTERRUPTED
+            if interrupted or _attempt(trial) < max_retries:
+                _retry(study, trial, count=not interrupted)

@@ -8,13 +8,12 @@ itself wherever it is looked at.
 from __future__ import annotations
 
 import math
-import numbers
-import os
-import traceback
+import signal
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sweeps.metrics import MetricReader
+from sweeps.process import ProcessEnd
 
 COMPLETE = "COMPLETE"
 FAIL = "FAIL"
@@ -48,32 +47,26 @@ class TrialResult:
         return cls(number, FAIL, reason=reason, duration=duration)
 
 
-def judge(
-    number: int,
-    reader: MetricReader,
-    error: BaseException | None = None,
-    script_globals: dict[str, Any] | None = None,
-    duration: float = 0.0,
-) -> TrialResult:
-    """Decide how a script's run ended, from its output, its exception and its globals.
+def judge(number: int, reader: MetricReader, end: ProcessEnd, duration: float = 0.0, timeout: float | None = None) -> TrialResult:
+    """Decide how a trial ended, from how its process ended and what it printed.
 
     The metric is taken from the printed ``name=value`` lines first, then from a global variable
     of the metric's name that the script left behind.
     """
-    if isinstance(error, SystemExit) and error.code not in (None, 0):
-        code = error.code if isinstance(error.code, int) else 1
-        detail = "" if isinstance(error.code, int) else f" ({error.code})"
-        return TrialResult.failed(number, _with_tail(f"exit code {code}{detail}", reader), duration)
-    if error is not None and not isinstance(error, SystemExit):
-        message = f"{type(error).__name__}: {error}"
-        frames = traceback.extract_tb(error.__traceback__)
-        if frames:
-            message += f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
-        return TrialResult.failed(number, _with_tail(message, reader), duration)
+    if end.timed_out:
+        return TrialResult.failed(number, _with_tail(f"timeout after {timeout:g} s", reader), duration)
+    if end.stopped:
+        return TrialResult(number, PRUNED, value=reader.final, duration=duration)
+    if end.error is not None:
+        return TrialResult.failed(number, _with_tail(end.error, reader), duration)
+    if end.signal is not None:
+        return TrialResult.failed(number, _with_tail(f"killed by signal {_signal_name(end.signal)}", reader), duration)
+    if end.exit_code:
+        return TrialResult.failed(number, _with_tail(f"exit code {end.exit_code}", reader), duration)
 
     value = reader.final
-    if value is None and script_globals is not None:
-        value = _number(script_globals.get(reader.metric))
+    if value is None and end.script_globals:
+        value = end.script_globals.get(reader.metric)
     if value is None:
         return TrialResult.failed(number, f"no metric {reader.metric} reported", duration)
     if math.isnan(value):
@@ -83,10 +76,11 @@ def judge(
     return TrialResult(number, COMPLETE, value=value, duration=duration)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    return None
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _with_tail(message: str, reader: MetricReader) -> str:

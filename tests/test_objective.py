@@ -1,7 +1,9 @@
-"""ObjectiveWork's run, called in this process: the script runs through TracerPythonScript for real."""
+"""ObjectiveWork's run, called in this process: the script runs through TracerPythonScript for real,
+in a forked child of this process."""
 
 import os
 import sys
+import time
 
 import pytest
 
@@ -11,7 +13,7 @@ from tests.conftest import SCRIPTS
 
 @pytest.fixture
 def work(tmp_path):
-    return ObjectiveWork(str(SCRIPTS / "report.py"), "loss", log_dir=str(tmp_path / "logs"))
+    return ObjectiveWork(str(SCRIPTS / "report.py"), "loss", log_dir=str(tmp_path / "logs"), timeout=3)
 
 
 def test_script_receives_parameters_as_dashed_args_and_its_metric_is_read(work, tmp_path):
@@ -33,20 +35,31 @@ def test_global_variable_and_zero_metric(work):
     "mode, reason",
     [
         ("raise", "ValueError: bad x 2.0 (at report.py:"),
-        ("exit3", "exit code 3"),
+        ("exit3", "exit code 3\n"),
+        ("os_exit", "exit code 1\n"),
+        ("abort", "killed by signal SIGABRT\n"),
+        ("segfault", "killed by signal SIGSEGV\n"),
+        ("hang", "timeout after 3 s\n"),
         ("nan", "metric is NaN"),
         ("silent", "no metric loss reported"),
     ],
 )
-def test_failures_become_fail_results_and_the_work_stays_usable(work, mode, reason):
+def test_every_failure_has_its_reason_and_the_work_goes_on(work, mode, reason):
     argv, path, cwd, environ = sys.argv[:], sys.path[:], os.getcwd(), os.environ
+    started = time.monotonic()
     work.run(2, {"x": 2.0, "mode": mode})
+    assert time.monotonic() - started < 6, "the deadline holds"
     assert work.result["state"] == "FAIL"
     assert work.result["reason"].startswith(reason)
     assert (sys.argv, sys.path, os.getcwd(), os.environ) == (argv, path, cwd, environ)
-    assert os.environ is environ
     work.run(3, {"x": 1.0, "mode": "ok"})
     assert (work.result["number"], work.result["state"], work.result["value"]) == (3, "COMPLETE", 1.0)
+
+
+def test_the_traceback_goes_to_the_log(work, tmp_path):
+    work.run(4, {"x": 2.0, "mode": "raise"})
+    log = (tmp_path / "logs" / "4.log").read_text()
+    assert "Traceback (most recent call last)" in log and "ValueError: bad x 2.0" in log
 
 
 def test_result_of_matches_the_trial_number(work):
@@ -60,3 +73,15 @@ def test_stderr_goes_to_the_log_not_the_metric(work, tmp_path):
     work.run(5, {"x": 4.0, "mode": "stderr"})
     assert work.result["value"] == 4.0
     assert "a warning" in (tmp_path / "logs" / "5.log").read_text()
+
+
+def test_the_scripts_imports_are_loaded_once_in_the_work(tmp_path):
+    imports = tmp_path / "imports.txt"
+    (tmp_path / "heavy_module.py").write_text(f"open({str(imports)!r}, 'a').write('imported\\n')\n")
+    (tmp_path / "train.py").write_text("import heavy_module\nprint('loss=1')\n")
+    work = ObjectiveWork(str(tmp_path / "train.py"), "loss", log_dir=str(tmp_path / "logs"))
+    for number in range(3):
+        work.run(number, {})
+        assert work.result["state"] == "COMPLETE"
+    assert imports.read_text() == "imported\n", "imported once, in the work; the trials inherit it"
+    sys.modules.pop("heavy_module")

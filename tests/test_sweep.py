@@ -110,3 +110,46 @@ def test_parallel_trials_on_a_small_discrete_space_are_distinct(tmp_path, method
         sweep.tell(TrialResult(r.number, COMPLETE, value=float(r.params["b"])))
     later = [sweep.ask() for _ in range(2)]
     assert len({tuple(r.params.items()) for r in running + later}) == 6, "untried configurations first"
+
+
+def test_failed_trials_are_retried_with_the_same_parameters_up_to_max_retries(tmp_path):
+    config = make_config(
+        tmp_path, method="random", run_cap=5, max_retries=2, max_failures=10,
+        parameters={"lr": {"distribution": "normal"}, "k": {"min": 0, "max": 100}},
+    )
+    sweep = Sweep.open(config)
+    first = sweep.ask()
+    sweep.tell(TrialResult.failed(first.number, "boom"))
+    retry = sweep.ask()
+    assert retry.params == first.params and retry.number == first.number + 1
+    sweep.tell(TrialResult.failed(retry.number, "boom"))
+    second_retry = sweep.ask()
+    assert second_retry.params == first.params
+    sweep.tell(TrialResult.failed(second_retry.number, "boom"))
+    fresh = sweep.ask()
+    assert fresh.params != first.params, "two retries, then no more"
+    stored = sweep.study.get_trials()
+    assert [(t.user_attrs.get("retry_of"), t.user_attrs.get("attempt")) for t in stored] == [
+        (None, None), (0, 1), (1, 2), (None, None)
+    ]
+
+
+def test_reopening_after_a_crash_fails_the_running_trials_and_tries_them_again(tmp_path):
+    config = make_config(tmp_path, method="random", run_cap=3, parameters={"lr": {"distribution": "normal"}})
+    crashed = Sweep.open(config)
+    lost, done = crashed.ask(), crashed.ask()
+    crashed.tell(TrialResult(done.number, COMPLETE, value=1.0))
+    # the process dies here: `lost` stays RUNNING in the storage
+
+    resumed = Sweep.open(config)
+    stored = resumed.study.get_trials()
+    assert stored[lost.number].state == TrialState.FAIL
+    assert stored[lost.number].user_attrs[REASON_ATTR] == "interrupted"
+    assert (resumed.finished, resumed.failures) == (1, 0), "an interruption is not the trial's failure"
+    again = resumed.ask()
+    assert again.params == lost.params and again.number == 2
+    assert resumed.study.get_trials()[2].user_attrs == {"retry_of": lost.number, "attempt": 0, "params": again.params}
+
+    resumed.tell(TrialResult(again.number, COMPLETE, value=2.0))
+    reopened = Sweep.open(config)  # queues nothing more: the interrupted trial has its retry
+    assert len(reopened.study.get_trials()) == 3 and reopened.finished == 2

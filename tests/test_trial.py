@@ -1,7 +1,12 @@
+import signal
+
 import pytest
 
 from sweeps.metrics import MetricReader
-from sweeps.trial import COMPLETE, FAIL, TrialResult, judge, script_args
+from sweeps.process import ProcessEnd
+from sweeps.trial import COMPLETE, FAIL, PRUNED, TrialResult, judge, script_args
+
+OK = ProcessEnd()
 
 
 def reader_with(text: str, metric: str = "loss") -> MetricReader:
@@ -22,51 +27,45 @@ def test_script_args_pass_values_exactly_as_recorded():
 
 @pytest.mark.parametrize("value", [0.0, -2.5, 1e-12])
 def test_zero_and_negative_metrics_complete(value):
-    result = judge(1, reader_with(f"loss={value}\n"))
+    result = judge(1, reader_with(f"loss={value}\n"), OK)
     assert (result.state, result.value) == (COMPLETE, value)
 
 
 def test_printed_metric_wins_over_a_global():
-    assert judge(1, reader_with("loss=1\n"), script_globals={"loss": 5}).value == 1.0
+    assert judge(1, reader_with("loss=1\n"), ProcessEnd(script_globals={"loss": 5.0})).value == 1.0
 
 
 def test_global_variable_is_the_fallback():
-    assert judge(1, reader_with("nothing\n"), script_globals={"loss": 0}).value == 0.0
-    assert judge(1, reader_with(""), script_globals={"loss": True}).reason == "no metric loss reported"
-
-
-def raised(exc: BaseException) -> BaseException:
-    try:
-        raise exc
-    except BaseException as caught:
-        return caught
+    assert judge(1, reader_with("nothing\n"), ProcessEnd(script_globals={"loss": 0.0})).value == 0.0
+    assert judge(1, reader_with(""), ProcessEnd(script_globals={"other": 1.0})).reason == "no metric loss reported"
 
 
 @pytest.mark.parametrize(
-    "error, reason",
+    "end, reason",
     [
-        (raised(ValueError("bad lr")), "ValueError: bad lr (at test_trial.py:"),
-        (SystemExit(3), "exit code 3"),
-        (SystemExit("usage: oops"), "exit code 1 (usage: oops)"),
+        (ProcessEnd(exit_code=1, error="ValueError: bad lr (at train.py:3)"), "ValueError: bad lr (at train.py:3)"),
+        (ProcessEnd(exit_code=3), "exit code 3"),
+        (ProcessEnd(exit_code=None, signal=signal.SIGABRT), "killed by signal SIGABRT"),
+        (ProcessEnd(exit_code=None, signal=signal.SIGKILL, timed_out=True), "timeout after 2.5 s"),
     ],
 )
-def test_failures_keep_reason_and_last_output(error, reason):
-    result = judge(4, reader_with("epoch=1 loss=3\nTraceback follows\n"), error=error)
+def test_failures_keep_reason_and_last_output(end, reason):
+    result = judge(4, reader_with("epoch=1 loss=3\nlast words\n"), end, timeout=2.5)
     assert result.state == FAIL and result.value is None
-    assert result.reason.startswith(reason)
-    assert result.reason.endswith("--- last output ---\nepoch=1 loss=3\nTraceback follows")
+    assert result.reason == f"{reason}\n--- last output ---\nepoch=1 loss=3\nlast words"
 
 
-def test_clean_sys_exit_is_not_a_failure():
-    assert judge(1, reader_with("loss=2\n"), error=SystemExit(0)).state == COMPLETE
-    assert judge(1, reader_with("loss=2\n"), error=SystemExit(None)).state == COMPLETE
+def test_a_stopped_trial_is_pruned_with_its_last_value():
+    assert judge(2, reader_with("loss=3\nloss=2\n"), ProcessEnd(exit_code=None, signal=9, stopped=True)) == TrialResult(
+        2, PRUNED, value=2.0
+    )
 
 
 @pytest.mark.parametrize(
     "output, reason", [("", "no metric loss reported"), ("loss=nan\n", "metric is NaN"), ("loss=-inf\n", "metric is inf")]
 )
 def test_unusable_metrics_fail(output, reason):
-    assert judge(1, reader_with(output)) == TrialResult(1, FAIL, reason=reason)
+    assert judge(1, reader_with(output), OK) == TrialResult(1, FAIL, reason=reason)
 
 
 def test_result_round_trips_through_a_dict():

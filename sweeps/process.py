@@ -1,0 +1,223 @@
+"""Running one trial's script in a forked child that the caller supervises.
+
+The script cannot be trusted with the process it runs in: ``os._exit``, ``os.abort``, a segfault
+or the OOM killer would take that process with it, and a hang would hold it forever. So the
+warm process (imports already loaded) forks; the child runs the script, and the parent reads its
+output as it is printed, enforces the deadline, stops it on request, and reads how it ended from
+the exit status. Only the parent survives to report.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import io
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: How often the parent wakes up with nothing to read, to check the deadline and stop requests.
+POLL_SECONDS = 0.1
+
+
+@dataclass
+class ProcessEnd:
+    """How the script's process ended."""
+
+    exit_code: int | None = 0  # None when a signal ended it
+    signal: int | None = None
+    error: str | None = None  # an exception the script raised: "ValueError: msg (at train.py:12)"
+    timed_out: bool = False
+    stopped: bool = False  # ``should_stop`` asked for it (the pruner)
+    script_globals: dict[str, float] | None = None  # the numeric globals the script left
+
+
+def run_forked(
+    target: Callable[[], Mapping[str, Any] | None],
+    stdout: Callable[[str], Any],
+    stderr: Callable[[str], Any],
+    timeout: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> ProcessEnd:
+    """Run ``target`` (the script) in a forked child; feed its output to ``stdout``/``stderr`` as it comes.
+
+    ``target`` returns the script's globals; their numeric values travel back to the parent.
+    """
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    res_r, res_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(out_r), os.close(err_r), os.close(res_r)
+        _child(target, out_w, err_w, res_w)
+    os.close(out_w), os.close(err_w), os.close(res_w)
+    try:
+        status, end = _supervise(pid, {out_r: stdout, err_r: stderr}, timeout, should_stop)
+    finally:
+        _kill_group(pid)  # whatever the script started and left behind
+        os.close(out_r), os.close(err_r)
+    with open(res_r) as channel:
+        text = channel.read()
+    result = json.loads(text) if text else {}
+    end.error, end.script_globals = result.get("error"), result.get("globals")
+    if os.WIFSIGNALED(status):
+        end.exit_code, end.signal = None, os.WTERMSIG(status)
+    else:
+        end.exit_code = os.WEXITSTATUS(status)
+    return end
+
+
+def _child(target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w: int, res_w: int) -> None:
+    # A group of its own, so that everything the script starts can be killed with it; and death
+    # with the parent, so that a killed app leaves no script running.
+    os.setpgid(0, 0)
+    _die_with_parent()
+    # The parent's handlers (Lightning's SIGTERM handler) must not run here.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.close(out_w), os.close(err_w)
+    # Line-buffered, so that each line reaches the parent (and a pruner) when it is printed.
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+    faulthandler.enable(file=sys.stderr)  # a segfault's Python traceback goes to the trial's log
+    code, result = 0, {}
+    try:
+        result["globals"] = _numbers(target() or {})
+    except SystemExit as exc:
+        code = _exit_code(exc)
+    except BaseException as exc:  # the script's failure is what the parent reports
+        traceback.print_exc()
+        result["error"] = _describe(exc)
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with open(res_w, "w") as channel:
+            json.dump(result, channel)
+    finally:
+        os._exit(code)
+
+
+def _supervise(
+    pid: int, sinks: dict[int, Callable[[str], Any]], timeout: float | None, should_stop: Callable[[], bool]
+) -> tuple[int, ProcessEnd]:
+    """Relay the child's output until it exits; kill it at the deadline or when asked to stop."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    end = ProcessEnd()
+    with selectors.DefaultSelector() as selector:
+        for fd, sink in sinks.items():
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ, sink)
+        while True:
+            for key, _ in selector.select(POLL_SECONDS):
+                if not _relay(key.fd, key.data):
+                    selector.unregister(key.fd)
+            finished, status = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                end.timed_out = True
+            elif should_stop():
+                end.stopped = True
+            else:
+                continue
+            _kill_group(pid)
+            _, status = os.waitpid(pid, 0)
+            break
+        for key in list(selector.get_map().values()):  # what it printed last
+            while _relay(key.fd, key.data):
+                pass
+    return status, end
+
+
+def _relay(fd: int, sink: Callable[[str], Any]) -> bool:
+    """Pass on what can be read now; False at end of file or when nothing is left."""
+    try:
+        chunk = os.read(fd, 65536)
+    except BlockingIOError:
+        return False
+    if chunk:
+        sink(chunk.decode("utf-8", errors="replace"))
+    return bool(chunk)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: a killed app may leave a script running
+        pass
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)  # as the interpreter does with sys.exit("message")
+    return 1
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _numbers(script_globals: Mapping[str, Any]) -> dict[str, float]:
+    """The globals that are numbers (numpy and torch scalars included), as floats."""
+    found = {}
+    for name, value in script_globals.items():
+        if name.startswith("__") or isinstance(value, (bool, str, bytes)):
+            continue
+        try:
+            found[name] = float(value)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+    return found
+
+
+def import_dependencies(script_path: str) -> None:
+    """Import what the script imports at its top level, so that every forked trial starts warm.
+
+    A module that fails to import here is left for the script to fail on, with its own error.
+    """
+    import ast
+    import importlib
+
+    try:
+        tree = ast.parse(open(script_path).read(), script_path)
+    except (OSError, SyntaxError, ValueError):
+        return
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    script_dir = os.path.dirname(os.path.abspath(script_path))
+    sys.path.insert(0, script_dir)
+    try:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except BaseException:  # noqa: BLE001 - any failure is the script's to report
+                continue
+    finally:
+        sys.path.remove(script_dir)

@@ -1,0 +1,38 @@
+"""What the app files do before Lightning starts anything: check the config, claim the storage.
+
+Either can fail because of the user's setup; each failure ends the process with one line on
+stderr, before any server, work or browser starts.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+
+from sweeps.config import ConfigError, SweepConfig, load_config
+from sweeps.storage import StorageBusy, claim
+
+
+def start_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        sys.exit(f"sweeps: invalid sweep config: {err}")
+    if _in_spawned_child():
+        return config  # a work's process: it runs the app file again, and must not claim or warn
+    if config.ignored_keys:
+        print(f"sweeps: W&B keys not acted on, ignored: {', '.join(config.ignored_keys)}", file=sys.stderr)
+    try:
+        claim(config.storage)
+    except StorageBusy as err:
+        sys.exit(f"sweeps: {err}")
+    return config
+
+
+def _in_spawned_child() -> bool:
+    """Whether this process is one multiprocessing started (Lightning's works are).
+
+    Such a process runs the app file again while it prepares; by then it has its own name.
+    """
+    return multiprocessing.current_process().name != "MainProcess"
