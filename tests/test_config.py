@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 from sweeps.config import DEFAULT_CONFIG, ConfigError, load_config
-from sweeps.startup import start_or_exit
 from tests.conftest import SCRIPTS, report_config
 
 
@@ -58,14 +57,6 @@ def test_wandb_only_keys_are_accepted_and_listed(tmp_path, write_config):
     )
     loaded = load_config(write_config(config))
     assert loaded.ignored_keys == ["command", "description", "early_terminate", "entity", "project"]
-
-
-def test_start_or_exit_warns_once_about_ignored_keys(tmp_path, write_config, capsys):
-    start_or_exit(write_config(report_config(tmp_path, project="p")))
-    assert capsys.readouterr().err == "sweeps: W&B keys not acted on, ignored: project\n"
-    with pytest.raises(SystemExit) as caught:
-        start_or_exit(write_config(report_config(tmp_path, parallel=-1)))
-    assert caught.value.code == "sweeps: invalid sweep config: parallel: Input should be greater than 0 (got -1)"
 
 
 BAD_CONFIGS = [
