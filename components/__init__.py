@@ -1,9 +1,9 @@
 """The Lightning side of Sweeps: thin adapters from the Lightning loop to ``sweeps``."""
 
-from components.queues import block_on_queue_timeouts
+from components import lightning_fixes
 
-# Before any flow or work runs, in every process that imports the components.
-block_on_queue_timeouts()
+# Before the app is created and any flow or work runs, in every process that imports the components.
+lightning_fixes.apply()
 
 from components.hiplot_flow import HiPlotFlow  # noqa: E402
 from components.hpo_flow import HPOFlow  # noqa: E402

@@ -10,6 +10,7 @@ script does, the work survives to report.
 
 from __future__ import annotations
 
+import json
 import time
 from functools import partial
 from pathlib import Path
@@ -23,6 +24,10 @@ from sweeps.process import import_dependencies, run_forked
 from sweeps.trial import TrialResult, judge, script_args
 
 
+#: Intermediate values reach the flow at most this often (a script may print thousands a second).
+PUSH_SECONDS = 0.02
+
+
 class ObjectiveWork(TracerPythonScript):
     def __init__(self, program: str, metric: str, log_dir: str, timeout: float | None = None) -> None:
         # raise_exception=False: an error in the work must not stop the app (Lightning would, ~30 s later).
@@ -31,6 +36,9 @@ class ObjectiveWork(TracerPythonScript):
         self.log_dir = log_dir
         self.timeout = timeout
         self.result: dict[str, Any] | None = None
+        # The running trial's intermediate values, as JSON text: Lightning then sends it whole. (Its
+        # deltas of a growing list lose items when two of them reach the flow together.)
+        self.progress = ""
         self._warm = False
 
     # -- in the flow's process -------------------------------------------------------------------
@@ -46,6 +54,23 @@ class ObjectiveWork(TracerPythonScript):
             # Only an error outside the script gets here: run() reports the script's own.
             return TrialResult.failed(trial_number, f"work failed: {self.status.message}").to_dict()
         return None
+
+    def values_of(self, trial_number: int) -> list[tuple[int, float]]:
+        progress = json.loads(self.progress) if self.progress else None
+        if progress is None or progress["number"] != trial_number:
+            return []
+        return [(step, value) for step, value in progress["values"]]
+
+    def stop_trial(self, trial_number: int) -> None:
+        """Ask the work to stop that trial: a file, checked by the work every 0.1 s.
+
+        Lightning would carry a flag set here to the work's process only at its next state sync
+        (up to a second); a pruned trial should stop within a fraction of that.
+        """
+        self._stop_file(trial_number).touch()
+
+    def _stop_file(self, trial_number: int) -> Path:
+        return Path(self.log_dir) / f"{trial_number}.stop"
 
     def _forget_ended_calls(self) -> None:
         """Keep only the latest call in Lightning's record of calls, which grows by one per trial.
@@ -65,18 +90,33 @@ class ObjectiveWork(TracerPythonScript):
             import_dependencies(self.script_path)
             self._warm = True
         self.script_args = script_args(params)
+        self.progress = json.dumps({"number": trial_number, "values": []})
         reader = MetricReader(self.metric)
         log_path = Path(self.log_dir) / f"{trial_number}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        stop_file = self._stop_file(trial_number)
+        pushed, pushed_at = 0, 0.0
+
+        def stdout(text: str) -> None:
+            reader.write(text)
+            log.write(text)
+
+        def check_in(final: bool = False) -> bool:
+            """Between reads: hand the flow the new intermediate values; whether it asked to stop."""
+            nonlocal pushed, pushed_at
+            if len(reader.values) > pushed and (final or time.monotonic() - pushed_at >= PUSH_SECONDS):
+                pushed, pushed_at = len(reader.values), time.monotonic()
+                self.progress = json.dumps({"number": trial_number, "values": reader.values})
+            return stop_file.exists()
+
         started = time.monotonic()
         with open(log_path, "w") as log:
-
-            def stdout(text: str) -> None:
-                reader.write(text)
-                log.write(text)
-
-            end = run_forked(partial(TracerPythonScript.run, self), stdout, log.write, timeout=self.timeout)
+            end = run_forked(
+                partial(TracerPythonScript.run, self), stdout, log.write, timeout=self.timeout, should_stop=check_in
+            )
         reader.close()
+        check_in(final=True)
+        stop_file.unlink(missing_ok=True)
         self.result = judge(trial_number, reader, end, time.monotonic() - started, self.timeout).to_dict()
 
     def on_after_run(self, script_globals: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,12 @@ class ObjectiveWork:
         self._started = (trial_number, params)
         self.result = None
 
+    def values_of(self, trial_number: int) -> list[tuple[int, float]]:
+        return []  # this objective reports no intermediate values, so nothing is pruned
+
+    def stop_trial(self, trial_number: int) -> None:
+        pass
+
     def result_of(self, trial_number: int) -> dict[str, Any] | None:
         if self.result is None and self._started is not None:
             number, params = self._started

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from sweeps.errors import ConfigError
+from sweeps.pruners import PRUNERS, EarlyTerminate
 from sweeps.samplers import METHODS, check_method
 from sweeps.space import SearchSpace
 
@@ -31,7 +32,7 @@ from sweeps.space import SearchSpace
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweep.yaml"
 
 #: W&B sweep keys Sweeps does not act on; a W&B config must still load unchanged.
-IGNORED_KEYS = ("entity", "project", "controller", "description", "command", "imports", "job", "early_terminate")
+IGNORED_KEYS = ("entity", "project", "controller", "description", "command", "imports", "job")
 
 
 
@@ -83,6 +84,7 @@ class SweepConfig(_Strict):
     max_failures: PositiveInt | None = None
     max_retries: NonNegativeInt = 0
     trial_timeout: PositiveFloat | None = None
+    early_terminate: EarlyTerminate | None = None
     seed: int | None = None
     autostart: bool = False
     output_dir: Path | None = None
@@ -94,7 +96,6 @@ class SweepConfig(_Strict):
     command: Any = None
     imports: Any = None
     job: Any = None
-    early_terminate: Any = None
 
     _space: SearchSpace = PrivateAttr()
 
@@ -163,20 +164,26 @@ def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep
 
 def _one_line(err: ValidationError) -> ConfigError:
     first = err.errors()[0]
-    loc = first["loc"]
+    loc, kind = first["loc"], first["type"]
+    pruner = None
+    if len(loc) > 1 and loc[0] == "early_terminate" and loc[1] in PRUNERS:
+        # The pruner's type is in the path pydantic reports: not a key the user wrote.
+        pruner, loc = PRUNERS[loc[1]], (loc[0], *loc[2:])
     if len(loc) > 1 and loc[-2] in ("min", "max", "q"):
         # ``int | float`` adds the union member to the path: not a key the user wrote.
         key = ".".join(str(part) for part in loc[:-1])
         return ConfigError(key, f"should be a number (got {first.get('input')!r})")
     key = ".".join(str(part) for part in loc)
-    kind = first["type"]
     if kind == "extra_forbidden":
-        parent = loc[:-1]
-        model = _model_at(parent)
+        model = pruner or _model_at(loc[:-1])
         valid = ", ".join(f.alias or name for name, f in model.model_fields.items()) if model else "see the README"
         return ConfigError(key, f"unknown key; valid keys here: {valid}")
     if kind == "missing":
         return ConfigError(key, "required")
+    if kind == "union_tag_invalid":
+        return ConfigError(f"{key}.type", f"{first['msg']} (got {first['ctx']['tag']!r})")
+    if kind == "value_error":
+        return ConfigError(key, str(first["ctx"]["error"]))
     return ConfigError(key, f"{first['msg']} (got {first.get('input')!r})")
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 _TOKEN = re.compile(r"(?:^|(?<=[\s,;]))([A-Za-z_][\w.\-/]*)=([^\s,;]+)")
 _STEP_NAMES = ("epoch", "step")
@@ -40,6 +42,7 @@ class MetricReader:
     metric: str
     tail_lines: int = 20
     values: list[tuple[int, float]] = field(default_factory=list)
+    on_value: Callable[[int, float], Any] | None = None  # told of each value as it is read
     _partial: str = ""
     _tail: deque[str] = field(init=False)
 
@@ -78,3 +81,5 @@ class MetricReader:
             return
         step = next((found[s] for s in _STEP_NAMES if s in found and math.isfinite(found[s])), None)
         self.values.append((int(step) if step is not None else len(self.values), found[self.metric]))
+        if self.on_value is not None:
+            self.on_value(*self.values[-1])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: How often the parent wakes up with nothing to read, to check the deadline and stop requests.
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.05
 
 
 @dataclass

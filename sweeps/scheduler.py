@@ -24,6 +24,12 @@ class Slot(Protocol):
     def result_of(self, trial_number: int) -> dict[str, Any] | None:
         """The result of that trial as a ``TrialResult`` dict once it has ended, else None."""
 
+    def values_of(self, trial_number: int) -> list[tuple[int, float]]:
+        """That trial's intermediate ``(step, value)`` so far."""
+
+    def stop_trial(self, trial_number: int) -> None:
+        """Stop that trial (the pruner said so); its result then comes back PRUNED."""
+
 
 def schedule(
     sweep: Sweep,
@@ -31,7 +37,8 @@ def schedule(
     running: MutableMapping[str, int],
     on_end: Callable[[FrozenTrial], None] = lambda trial: None,
 ) -> None:
-    """One pass over the slots: tell the study what ended, start what the budget allows.
+    """One pass over the slots: report intermediate values and prune, tell the study what ended,
+    start what the budget allows.
 
     ``running`` maps a slot's index (as a string: it lives in Lightning's JSON state) to the
     number of the trial it runs; it is the only record of what is in flight. ``on_end`` sees
@@ -40,8 +47,12 @@ def schedule(
     for index, slot in enumerate(slots):
         key = str(index)
         if key in running:
-            result = slot.result_of(running[key])
+            number = running[key]
+            prune = sweep.report(number, slot.values_of(number))
+            result = slot.result_of(number)
             if result is None:
+                if prune:
+                    slot.stop_trial(number)
                 continue
             del running[key]
             on_end(sweep.tell(TrialResult.from_dict(result)))

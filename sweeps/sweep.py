@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from collections import Counter
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -27,6 +29,8 @@ REASON_ATTR = "fail_reason"
 PARAMS_ATTR = "params"
 #: On a retry: the number of the FAIL trial whose parameters it tries again, and which attempt it is.
 RETRY_OF_ATTR, ATTEMPT_ATTR = "retry_of", "attempt"
+#: On a PRUNED trial: the step at which the pruner said stop (the script may print a few more).
+PRUNED_AT_ATTR = "pruned_at_step"
 #: The reason of a trial that was RUNNING when its process died.
 INTERRUPTED = "interrupted"
 
@@ -59,6 +63,7 @@ class Sweep:
         self.best: FrozenTrial | None = None
         self.target_reached = False
         self._asked: dict[int, optuna.Trial] = {}  # trials this process is running, by number
+        self._reported: dict[int, int] = {}  # of those, how many intermediate values the study has
         self._configurations = config.space.choices()  # None unless the space is small and discrete
         self._tried: set[tuple[Any, ...]] = set()
         trials = study.get_trials(deepcopy=False)
@@ -83,6 +88,7 @@ class Sweep:
             study_name=config.name,
             direction=config.metric.goal,
             sampler=make_sampler(config),
+            pruner=config.early_terminate.build() if config.early_terminate else None,
             load_if_exists=True,
         )
         if sole_writer:
@@ -123,8 +129,25 @@ class Sweep:
             self._tried.add(self._key(params))
         return TrialRequest(trial.number, params)
 
+    def report(self, number: int, values: Sequence[tuple[int, float]]) -> bool:
+        """Record a running trial's intermediate values not recorded yet; whether to prune it now.
+
+        ``values`` are all of the trial's ``(step, value)`` so far, as its script printed them.
+        """
+        trial, known = self._asked[number], self._reported.get(number, 0)
+        with warnings.catch_warnings():  # a step printed twice: Optuna keeps the first, and says so
+            warnings.simplefilter("ignore", UserWarning)
+            for step, value in values[known:]:
+                trial.report(value, step)
+        self._reported[number] = len(values)
+        if len(values) > known and self.config.early_terminate is not None and trial.should_prune():
+            trial.set_user_attr(PRUNED_AT_ATTR, values[-1][0])
+            return True
+        return False
+
     def tell(self, result: TrialResult) -> FrozenTrial:
         trial = self._asked.pop(result.number)
+        self._reported.pop(result.number, None)
         if result.reason is not None:
             trial.set_user_attr(REASON_ATTR, result.reason)
         if result.state == COMPLETE:

@@ -56,7 +56,8 @@ def test_wandb_only_keys_are_accepted_and_listed(tmp_path, write_config):
         command=["${env}", "python", "${program}", "${args}"], early_terminate={"type": "hyperband", "min_iter": 3},
     )
     loaded = load_config(write_config(config))
-    assert loaded.ignored_keys == ["command", "description", "early_terminate", "entity", "project"]
+    assert loaded.ignored_keys == ["command", "description", "entity", "project"]
+    assert loaded.early_terminate.build().__class__.__name__ == "HyperbandPruner"
 
 
 BAD_CONFIGS = [

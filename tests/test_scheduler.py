@@ -24,6 +24,12 @@ class Slot:
         self.started.append(trial_number)
         self.pending = self.outcome(trial_number, params).to_dict()
 
+    def values_of(self, trial_number):
+        return []
+
+    def stop_trial(self, trial_number):
+        raise AssertionError("no pruner here")
+
     def result_of(self, trial_number):
         if self.pending is not None:
             self.result, self.pending = self.pending, None
