@@ -18,7 +18,7 @@ def run_headless(config: dict, workdir: Path, timeout: float = 3600) -> tuple[fl
     """Write ``config`` to ``workdir``, run `lightning_app run app app_wo_ui.py` on it; (wall s, study, stdout)."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "sweep.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # parameter order matters to samplers
     env = {**os.environ, "SWEEP_CONFIG": str(path), "LIGHTING_TESTING": "1"}
     cli = str(Path(sys.executable).parent / "lightning_app")
     started = time.perf_counter()

@@ -18,7 +18,7 @@ def write_config(tmp_path):
 
     def write(config: dict, name: str = "sweep.yaml") -> Path:
         path = tmp_path / name
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(config, sort_keys=False))  # parameter order matters to samplers
         return path
 
     return write
