@@ -2,37 +2,50 @@
 
 1. An idle app burned a whole core. ``MultiProcessQueue.get`` and ``batch_get`` pass
    ``block=(timeout is None)``: given a timeout, they never block, so the loop polled its queues as
-   fast as the CPU allows. Here they block for up to the timeout (at least ``MIN_WAIT``) and return
-   as soon as an item arrives.
+   fast as the CPU allows. Here they block for up to the timeout, returning as soon as an item
+   arrives.
 2. Every pass of the loop took at least 0.15 s. It collects the works' and the UI's state changes
-   for ``STATE_ACCUMULATE_WAIT`` seconds; its early exit (``if len(received_deltas) == []``) can
-   never be true, so it always waits the full window, and a trial that ended waited that long
-   before the flow saw it. A shorter window, with the blocking get above, lets the flow react
-   within a few tens of milliseconds without spinning when idle.
-
+   for ``STATE_ACCUMULATE_WAIT`` seconds, and its early exit (``if len(received_deltas) == []``)
+   can never be true, so it always waits out the window: a trial that ended waited that long
+   before the flow saw it. Here the loop first waits, blocked, for the first change (up to
+   ``IDLE_WAIT``, so an idle app wakes ~10 times a second), and then collects for only
+   ``ACCUMULATE_SECONDS`` more: the flow reacts within a few milliseconds.
 3. An app could hang at exit: a queue whose reader process is already gone keeps the exiting
    process waiting for its feeder thread to flush into a full pipe. State messages left unsent at
-   exit are worth nothing, so the flow's process does not wait for them (``cancel_join_thread``).
+   exit are worth nothing, so the process does not wait for them (``cancel_join_thread``).
 
 Figures before and after are in the README (``benchmarks/idle_cpu.py``, ``benchmarks/overhead.py``).
 """
 
 from __future__ import annotations
 
+import queue
 from typing import Any
 
 import lightning_app.core.app
+from lightning_app.core.app import LightningApp
 from lightning_app.core.queues import MultiProcessQueue
 
-#: The flow's collection window, down from Lightning's 0.15 s.
-ACCUMULATE_SECONDS = 0.02
-#: The shortest wait of a get: an idle loop wakes up ~1/MIN_WAIT times a second.
-MIN_WAIT = 0.05
+#: How long the loop collects more changes once one has arrived (Lightning: 0.15 s).
+ACCUMULATE_SECONDS = 0.002
+#: How long an idle loop waits for a change before it runs anyway.
+IDLE_WAIT = 0.1
+
+_original_init = MultiProcessQueue.__init__
+_original_collect = LightningApp._collect_deltas_from_ui_and_work_queues
+
+
+def _init(self: MultiProcessQueue, *args: Any, **kwargs: Any) -> None:
+    _original_init(self, *args, **kwargs)
+    self.queue.cancel_join_thread()
+    self._waited_for: list[Any] = []  # an item taken while waiting for the first change
 
 
 def _get(self: MultiProcessQueue, timeout: float | None = None) -> Any:
-    if timeout is not None:
-        timeout = max(timeout, MIN_WAIT)
+    if getattr(self, "_waited_for", None):
+        return self._waited_for.pop()
+    if timeout == 0:
+        timeout = self.default_timeout
     return self.queue.get(block=True, timeout=timeout)
 
 
@@ -40,17 +53,20 @@ def _batch_get(self: MultiProcessQueue, timeout: float | None = None, count: int
     return [_get(self, timeout)]
 
 
-_original_init = MultiProcessQueue.__init__
-
-
-def _init(self: MultiProcessQueue, *args: Any, **kwargs: Any) -> None:
-    _original_init(self, *args, **kwargs)
-    self.queue.cancel_join_thread()
+def _collect(self: LightningApp) -> list[Any]:
+    deltas = self.delta_queue
+    if isinstance(deltas, MultiProcessQueue) and not deltas._waited_for:
+        try:
+            deltas._waited_for.append(deltas.queue.get(block=True, timeout=IDLE_WAIT))
+        except queue.Empty:
+            pass
+    return _original_collect(self)
 
 
 def apply() -> None:
+    MultiProcessQueue.__init__ = _init
     MultiProcessQueue.get = _get
     MultiProcessQueue.batch_get = _batch_get
-    MultiProcessQueue.__init__ = _init
+    LightningApp._collect_deltas_from_ui_and_work_queues = _collect
     # Read by LightningApp.__init__, so this must run before the app file creates the app.
     lightning_app.core.app.STATE_ACCUMULATE_WAIT = ACCUMULATE_SECONDS

@@ -18,6 +18,7 @@ from typing import Any
 
 from lightning_app.components import TracerPythonScript
 from lightning_app.utilities.enum import CacheCallsKeys
+from lightning_app.utilities.proxies import WorkRunExecutor
 
 from sweeps.metrics import MetricReader
 from sweeps.process import import_dependencies, run_forked
@@ -28,7 +29,20 @@ from sweeps.trial import TrialResult, judge, script_args
 PUSH_SECONDS = 0.02
 
 
+class _RunWithoutStateObserver(WorkRunExecutor):
+    """Lightning's run, without the thread it starts for every call to diff the work's state each second.
+
+    That thread outlives its call by up to a second, so at tens of trials a second dozens of them
+    diff the state side by side. This work changes its state only by assignment, which Lightning
+    sends to the flow at once; the thread found nothing left to send, and cost most of the work's CPU.
+    """
+
+    enable_start_observer = False
+
+
 class ObjectiveWork(TracerPythonScript):
+    _run_executor_cls = _RunWithoutStateObserver
+
     def __init__(self, program: str, metric: str, log_dir: str, timeout: float | None = None) -> None:
         # raise_exception=False: an error in the work must not stop the app (Lightning would, ~30 s later).
         super().__init__(script_path=program, parallel=True, raise_exception=False)

@@ -112,13 +112,16 @@ def _supervise(
     """Relay the child's output until it exits; kill it at the deadline or when asked to stop."""
     deadline = None if timeout is None else time.monotonic() + timeout
     end = ProcessEnd()
+    exited = _exit_fd(pid)
     with selectors.DefaultSelector() as selector:
         for fd, sink in sinks.items():
             os.set_blocking(fd, False)
             selector.register(fd, selectors.EVENT_READ, sink)
+        if exited is not None:  # wakes the select the moment the child exits
+            selector.register(exited, selectors.EVENT_READ, None)
         while True:
             for key, _ in selector.select(POLL_SECONDS):
-                if not _relay(key.fd, key.data):
+                if key.data is not None and not _relay(key.fd, key.data):
                     selector.unregister(key.fd)
             finished, status = os.waitpid(pid, os.WNOHANG)
             if finished:
@@ -133,9 +136,19 @@ def _supervise(
             _, status = os.waitpid(pid, 0)
             break
         for key in list(selector.get_map().values()):  # what it printed last
-            while _relay(key.fd, key.data):
+            while key.data is not None and _relay(key.fd, key.data):
                 pass
+    if exited is not None:
+        os.close(exited)
     return status, end
+
+
+def _exit_fd(pid: int) -> int | None:
+    """A file descriptor that becomes readable when the process exits (Linux), else None (polling)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _relay(fd: int, sink: Callable[[str], Any]) -> bool:

@@ -1,4 +1,4 @@
-"""Which process may write a sweep's storage.
+"""The sweep's storage: how it is opened, and which process may write it.
 
 SQLite takes one writer at a time (Optuna's FAQ: "database is locked" with several), so a Sweeps
 app claims an SQLite file for as long as it runs, with a lock beside it; a second app on the same
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+
+import optuna
+from sqlalchemy import event
 
 _claims: list[int] = []  # open lock files: the claims last as long as this process
 
@@ -41,3 +44,26 @@ def claim(url: str) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     _claims.append(fd)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage | str:
+    """An Optuna storage for ``url``; SQLite in WAL mode, so that each trial costs no fsync.
+
+    Optuna's SQLite storage commits several times per trial (the trial, each parameter, the
+    result), each with a full fsync in SQLite's default mode. In WAL mode with
+    ``synchronous=NORMAL`` a commit survives the app being killed (only an OS crash can lose the
+    last ones), and readers (the UI) no longer block the writer.
+    """
+    if not is_sqlite(url):
+        return url
+    storage = optuna.storages.RDBStorage(url)
+    event.listen(storage.engine, "connect", _wal)
+    storage.engine.dispose()  # connections opened before the listener get it too
+    return storage
+
+
+def _wal(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

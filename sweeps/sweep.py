@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.config import SweepConfig
 from sweeps.samplers import STARTUP_TRIALS, make_sampler
 from sweeps.space import QUANTILE_SUFFIX
+from sweeps.storage import open_storage
 from sweeps.trial import COMPLETE, FAIL, PRUNED, TrialResult, script_args
 
 #: Where a FAIL trial keeps its reason, in the trial's user attributes.
@@ -66,6 +67,7 @@ class Sweep:
         self._reported: dict[int, int] = {}  # of those, how many intermediate values the study has
         self._configurations = config.space.choices()  # None unless the space is small and discrete
         self._tried: set[tuple[Any, ...]] = set()
+        self._running_params: dict[int, dict[str, Any]] = {}
         trials = study.get_trials(deepcopy=False)
         self._waiting = sum(t.state == TrialState.WAITING for t in trials)  # retries queued, not yet asked
         for trial in trials:
@@ -84,7 +86,7 @@ class Sweep:
         """
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
-            storage=config.storage,
+            storage=open_storage(config.storage),
             study_name=config.name,
             direction=config.metric.goal,
             sampler=make_sampler(config),
@@ -121,12 +123,13 @@ class Sweep:
                 self.study.enqueue_trial(untried)
         trial = self.study.ask()
         params = self.config.space.sample(trial)
-        derived = {name: value for name, value in params.items() if name not in trial.params}
+        derived = {p.name: params[p.name] for p in self.config.space.parameters if p.inverse_cdf and p.name in params}
         if derived:
             trial.set_user_attr(PARAMS_ATTR, derived)
         self._asked[trial.number] = trial
         if self._configurations is not None:
             self._tried.add(self._key(params))
+            self._running_params[trial.number] = params
         return TrialRequest(trial.number, params)
 
     def report(self, number: int, values: Sequence[tuple[int, float]]) -> bool:
@@ -148,6 +151,7 @@ class Sweep:
     def tell(self, result: TrialResult) -> FrozenTrial:
         trial = self._asked.pop(result.number)
         self._reported.pop(result.number, None)
+        self._running_params.pop(result.number, None)
         if result.reason is not None:
             trial.set_user_attr(REASON_ATTR, result.reason)
         if result.state == COMPLETE:
@@ -177,7 +181,7 @@ class Sweep:
             candidate = rng.choice(configurations)
             if self._key(candidate) not in self._tried:
                 return candidate
-        running = {self._key(trial_params(t)) for t in self._asked.values()}
+        running = {self._key(p) for p in self._running_params.values()}
         untried = [c for c in configurations if self._key(c) not in self._tried]
         return rng.choice(untried or [c for c in configurations if self._key(c) not in running] or configurations)
 

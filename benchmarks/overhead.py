@@ -1,0 +1,113 @@
+"""Sweeps' own cost per trial, against the loop a user would write by hand.
+
+    python benchmarks/overhead.py [--trials 300] [--parallel 2]
+
+A no-op trial script (it prints its metric at once) runs N times, ``parallel`` at a time:
+
+* Sweeps: the real ``lightning_app run app app_wo_ui.py`` on an SQLite storage;
+* the hand loop: ``optuna`` ``study.optimize(objective, n_jobs=parallel)`` on an SQLite storage,
+  whose objective runs the same script with ``subprocess.run`` and parses its stdout.
+
+Both use Optuna's RandomSampler. Printed for each: wall time, trials per second, the steady-state
+time per trial (first trial's start to last trial's end, over N), the median and p95 per-trial
+overhead (a trial's end to the next trial's start in the same slot), the start-up time (command to
+first trial's start); then the ratios Sweeps / hand loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import optuna
+
+from _harness import PROJECT, run_headless
+
+NOOP = Path(__file__).resolve().parent / "noop.py"
+
+
+def measure(stamps: list[tuple[float, str]], started: float, wall: float) -> dict[str, float]:
+    """``stamps``: (time the script ran, slot) per trial."""
+    times = sorted(t for t, _ in stamps)
+    by_slot = defaultdict(list)
+    for t, slot in stamps:
+        by_slot[slot].append(t)
+    gaps = sorted(b - a for ts in by_slot.values() for a, b in zip(sorted(ts), sorted(ts)[1:]))
+    n = len(stamps)
+    return {
+        "wall s": wall,
+        "trials/s": n / wall,
+        "per trial ms": 1000 * (times[-1] - times[0]) / n,
+        "overhead p50 ms": 1000 * statistics.median(gaps),
+        "overhead p95 ms": 1000 * gaps[int(0.95 * (len(gaps) - 1))],
+        "start-up s": times[0] - started,
+    }
+
+
+def sweeps(n: int, parallel: int, workdir: Path) -> dict[str, float]:
+    config = {
+        "name": "overhead",
+        "program": str(NOOP),
+        "method": "random",
+        "seed": 0,
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}},
+        "run_cap": n,
+        "parallel": parallel,
+        "storage": f"sqlite:///{workdir / 'sweeps.db'}",
+        "output_dir": str(workdir / "results"),
+    }
+    started = time.time()
+    wall, study, _ = run_headless(config, workdir)
+    stamps = []
+    for t in study.trials:
+        log = (workdir / "results" / "logs" / f"{t.number}.log").read_text()
+        stamp, slot = re.search(r"t=(\S+) slot=(\d+)", log).groups()
+        stamps.append((float(stamp), slot))
+    return measure(stamps, started, wall)
+
+
+def hand_loop(n: int, parallel: int, workdir: Path) -> dict[str, float]:
+    started = time.time()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=f"sqlite:///{workdir / 'hand.db'}", sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    stamps = []
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        out = subprocess.run([sys.executable, str(NOOP), f"--x={x}"], capture_output=True, text=True).stdout
+        loss, stamp = re.search(r"loss=(\S+) t=(\S+)", out).groups()
+        import threading
+
+        stamps.append((float(stamp), str(threading.get_ident())))
+        return float(loss)
+
+    study.optimize(objective, n_trials=n, n_jobs=parallel)
+    return measure(stamps, started, time.time() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=300)
+    parser.add_argument("--parallel", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = sweeps(args.trials, args.parallel, Path(tmp))
+        theirs = hand_loop(args.trials, args.parallel, Path(tmp))
+    print(f"{args.trials} no-op trials, {args.parallel} at a time, SQLite storage")
+    print(f"{'':18s}{'Sweeps':>10s}{'hand loop':>12s}{'ratio':>8s}")
+    for key in ours:
+        print(f"{key:18s}{ours[key]:10.2f}{theirs[key]:12.2f}{ours[key] / theirs[key]:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
