@@ -42,7 +42,11 @@ class HPOFlow(LightningFlow):
         self.pool = List(
             *(
                 ObjectiveWork(
-                    str(config.program), config.metric.name, str(config.output_dir / "logs"), config.trial_timeout
+                    str(config.program),
+                    config.metric.name,
+                    str(config.output_dir / "logs"),
+                    config.trial_timeout,
+                    config.custom_command,
                 )
                 for _ in range(config.parallel)
             )

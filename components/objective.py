@@ -11,7 +11,9 @@ script does, the work survives to report.
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from lightning_app.components import TracerPythonScript
 from lightning_app.utilities.enum import CacheCallsKeys
 from lightning_app.utilities.proxies import WorkRunExecutor
 
+from sweeps.command import expand
 from sweeps.metrics import MetricReader
 from sweeps.process import import_dependencies, run_forked
 from sweeps.trial import TrialResult, judge, script_args
@@ -43,10 +46,18 @@ class _RunWithoutStateObserver(WorkRunExecutor):
 class ObjectiveWork(TracerPythonScript):
     _run_executor_cls = _RunWithoutStateObserver
 
-    def __init__(self, program: str, metric: str, log_dir: str, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        program: str,
+        metric: str,
+        log_dir: str,
+        timeout: float | None = None,
+        command: Sequence[str] | None = None,
+    ) -> None:
         # raise_exception=False: an error in the work must not stop the app (Lightning would, ~30 s later).
         super().__init__(script_path=program, parallel=True, raise_exception=False)
         self.metric = metric
+        self.command = list(command) if command else None  # None: the program runs in-process
         self.log_dir = log_dir
         self.timeout = timeout
         self.result: dict[str, Any] | None = None
@@ -100,7 +111,7 @@ class ObjectiveWork(TracerPythonScript):
     # -- in the work's process -------------------------------------------------------------------
 
     def run(self, trial_number: int, params: dict[str, Any]) -> None:
-        if not self._warm:
+        if not self._warm and self.command is None:
             import_dependencies(self.script_path)
             self._warm = True
         self.script_args = script_args(params)
@@ -125,13 +136,19 @@ class ObjectiveWork(TracerPythonScript):
 
         started = time.monotonic()
         with open(log_path, "w") as log:
-            end = run_forked(
-                partial(TracerPythonScript.run, self), stdout, log.write, timeout=self.timeout, should_stop=check_in
-            )
+            end = run_forked(self._target(trial_number, params), stdout, log.write, self.timeout, check_in)
         reader.close()
         check_in(final=True)
         stop_file.unlink(missing_ok=True)
         self.result = judge(trial_number, reader, end, time.monotonic() - started, self.timeout).to_dict()
+
+    def _target(self, trial_number: int, params: dict[str, Any]) -> Callable[[], Any]:
+        """What the trial's child runs: the program through TracerPythonScript, or the command."""
+        if self.command is None:
+            return partial(TracerPythonScript.run, self)
+        json_file = Path(self.log_dir) / f"{trial_number}.args.json"
+        argv = expand(self.command, self.script_path, params, json_file)
+        return partial(os.execvp, argv[0], argv)
 
     def on_after_run(self, script_globals: dict[str, Any]) -> dict[str, Any]:
         return script_globals

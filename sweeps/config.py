@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
 )
 
+from sweeps import command
 from sweeps.errors import ConfigError
 from sweeps.pruners import PRUNERS, EarlyTerminate
 from sweeps.samplers import METHODS, check_method
@@ -32,7 +33,7 @@ from sweeps.space import SearchSpace
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweep.yaml"
 
 #: W&B sweep keys Sweeps does not act on; a W&B config must still load unchanged.
-IGNORED_KEYS = ("entity", "project", "controller", "description", "command", "imports", "job")
+IGNORED_KEYS = ("entity", "project", "controller", "description", "imports", "job")
 
 
 
@@ -93,15 +94,21 @@ class SweepConfig(_Strict):
     project: Any = None
     controller: Any = None
     description: Any = None
-    command: Any = None
+    command: Any = None  # W&B's command list, checked by sweeps.command
     imports: Any = None
     job: Any = None
 
     _space: SearchSpace = PrivateAttr()
+    _command: tuple[str, ...] | None = PrivateAttr(default=None)
 
     @property
     def space(self) -> SearchSpace:
         return self._space
+
+    @property
+    def custom_command(self) -> tuple[str, ...] | None:
+        """The ``command``, unless it is W&B's default (which runs the program in-process)."""
+        return self._command
 
     @property
     def ignored_keys(self) -> list[str]:
@@ -151,6 +158,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep
     config.program = program.resolve()
 
     check_method(config.method)
+    config._command = command.check(config.command)
     config._space = SearchSpace.from_specs(config.parameters, key="parameters")
     if config.method == "grid":
         size = config.space.grid_size(key="parameters")

@@ -52,12 +52,17 @@ class Hyperband(_Pruner):
         )
 
 
-class Median(_Pruner):
-    type: Literal["median"]
+class _ComparedAtEachStep(_Pruner):
+    """The arguments Optuna's median and percentile rules share."""
+
     n_startup_trials: NonNegativeInt = 5
     n_warmup_steps: NonNegativeInt = 0
     interval_steps: PositiveInt = 1
     n_min_trials: PositiveInt = 1
+
+
+class Median(_ComparedAtEachStep):
+    type: Literal["median"]
 
     def build(self) -> optuna.pruners.BasePruner:
         return optuna.pruners.MedianPruner(
@@ -65,13 +70,9 @@ class Median(_Pruner):
         )
 
 
-class Percentile(_Pruner):
+class Percentile(_ComparedAtEachStep):
     type: Literal["percentile"]
     percentile: float = Field(ge=0, le=100)
-    n_startup_trials: NonNegativeInt = 5
-    n_warmup_steps: NonNegativeInt = 0
-    interval_steps: PositiveInt = 1
-    n_min_trials: PositiveInt = 1
 
     def build(self) -> optuna.pruners.BasePruner:
         return optuna.pruners.PercentilePruner(

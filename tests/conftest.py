@@ -1,5 +1,11 @@
+import json
 import os
+import re
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -77,3 +83,42 @@ def kill_group(proc) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def start_ui_app(config_path: Path, cwd: Path, log_path: Path, **env: str):
+    """Start app_wi_ui.py in its own process group; return it and the /view URL it prints."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        lightning_command("app_wi_ui.py"), cwd=cwd, env=app_env(config_path, **env),
+        stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = re.search(r"View it in your browser: (http://\S+)/view", log_path.read_text())
+        if found and _page_ready(found.group(1)):
+            return proc, found.group(1) + "/view"
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    kill_group(proc)
+    raise AssertionError(f"the app did not start:\n{log_path.read_text()}")
+
+
+def _page_ready(app_url: str) -> bool:
+    """The layout answers (it is 500 for a moment at start-up) and the Streamlit page it names too.
+
+    /view loads the page once: opened before Streamlit listens, it stays blank.
+    """
+    layout = _get(app_url + "/api/v1/layout")
+    if layout is None:
+        return False
+    targets = [entry["content"] for entry in json.loads(json.loads(layout))]
+    return all(_get(target) is not None for target in targets)
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode() if response.status == 200 else None
+    except (urllib.error.URLError, OSError):
+        return None

@@ -53,10 +53,11 @@ def test_autostart_env_var(tmp_path, write_config, monkeypatch):
 def test_wandb_only_keys_are_accepted_and_listed(tmp_path, write_config):
     config = report_config(
         tmp_path, entity="me", project="p", description="d",
-        command=["${env}", "python", "${program}", "${args}"], early_terminate={"type": "hyperband", "min_iter": 3},
+        command=["${env}", "${interpreter}", "${program}", "${args}"], early_terminate={"type": "hyperband", "min_iter": 3},
     )
     loaded = load_config(write_config(config))
-    assert loaded.ignored_keys == ["command", "description", "entity", "project"]
+    assert loaded.ignored_keys == ["description", "entity", "project"]
+    assert loaded.custom_command is None, "W&B's default command runs in-process"
     assert loaded.early_terminate.build().__class__.__name__ == "HyperbandPruner"
 
 

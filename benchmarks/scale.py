@@ -1,0 +1,102 @@
+"""A long sweep of the no-op trial: does anything but the storage grow with the number of trials?
+
+    python benchmarks/scale.py [--trials 10000]
+
+Runs the real headless app and prints, when 100, 1,000 and 10,000 trials have finished: the size
+of the app's serialized state (GET /api/v1/state), the RSS of the flow's process and of the work
+processes, and the time per trial over the last 100 trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import psutil
+import yaml
+from optuna.trial import TrialState
+
+PROJECT = Path(__file__).resolve().parent.parent
+NOOP = Path(__file__).resolve().parent / "noop.py"
+
+
+def state_size(app_url: str) -> int:
+    headers = {"X-Lightning-Session-UUID": "x", "X-Lightning-Session-ID": "x"}
+    with urllib.request.urlopen(urllib.request.Request(f"{app_url}/api/v1/state", headers=headers), timeout=10) as r:
+        return len(r.read())
+
+
+def _is_work(proc: psutil.Process) -> bool:
+    try:
+        return "spawn_main" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=10_000)
+    args = parser.parse_args()
+    marks = [m for m in (100, 1_000, 10_000) if m <= args.trials]
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = f"sqlite:///{tmp}/scale.db"
+        config = {
+            "name": "scale", "program": str(NOOP), "method": "random", "seed": 0,
+            "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}},
+            # a few more than the last mark, so that the app still runs when it is measured
+            "run_cap": args.trials + 200, "parallel": 2, "storage": storage, "output_dir": f"{tmp}/results",
+        }
+        path = Path(tmp) / "sweep.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        log = open(Path(tmp) / "app.log", "w")
+        app = subprocess.Popen(
+            [str(Path(sys.executable).parent / "lightning_app"), "run", "app", str(PROJECT / "app_wo_ui.py"), "--open-ui", "false"],
+            cwd=tmp, env={**os.environ, "SWEEP_CONFIG": str(path), "LIGHTING_TESTING": "1"},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            while not (found := re.search(r"View it in your browser: (http://\S+)/view", Path(log.name).read_text())):
+                time.sleep(0.2)
+            app_url = found.group(1)
+            print(f"{'finished':>9s} {'state bytes':>12s} {'flow RSS MB':>12s} {'works RSS MB':>13s} {'ms/trial (last 100)':>20s}")
+            study = None
+            for mark in marks:
+                while True:
+                    if study is None:
+                        try:
+                            study = optuna.load_study(study_name="scale", storage=storage)
+                        except KeyError:
+                            time.sleep(0.5)
+                            continue
+                    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                    if len(done) >= mark:
+                        break
+                    if app.poll() is not None:
+                        sys.exit(f"the app exited early:\n{Path(log.name).read_text()[-2000:]}")
+                    time.sleep(0.5)
+                flow = psutil.Process(app.pid)
+                works = [p for p in flow.children() if _is_work(p)]
+                ends = sorted(t.datetime_complete for t in done)[mark - 100 : mark]
+                per_trial = (ends[-1] - ends[0]).total_seconds() / (len(ends) - 1) * 1000
+                print(
+                    f"{mark:9d} {state_size(app_url):12d} {flow.memory_info().rss / 2**20:12.1f} "
+                    f"{sum(w.memory_info().rss for w in works) / 2**20:13.1f} {per_trial:20.1f}"
+                )
+        finally:
+            try:
+                os.killpg(app.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+if __name__ == "__main__":
+    main()

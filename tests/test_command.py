@@ -1,0 +1,114 @@
+"""W&B's `command` and its macros: checked like the rest of the config, then run for real."""
+
+import json
+import re
+import sys
+
+import pytest
+
+from components.objective import ObjectiveWork
+from sweeps.command import check, expand
+from sweeps.errors import ConfigError
+from tests.conftest import PROJECT, SCRIPTS
+
+PARAMS = {"x": 0.1 + 0.2, "opt.name": "adam", "flag": True, "off": False, "n": 3}
+
+
+def test_the_default_command_runs_in_process():
+    assert check(None) is None
+    assert check(["${env}", "${interpreter}", "${program}", "${args}"]) is None
+    assert check(["bash", "${program}", "${args}"]) == ("bash", "${program}", "${args}")
+
+
+@pytest.mark.parametrize(
+    "command, key, words",
+    [
+        ([], "command", "non-empty list"),
+        ("python train.py", "command", "non-empty list"),
+        (["${env}", "${interpreter}", "${progam}"], "command[2]", "unknown macro ${progam}; valid: ${env}"),
+        (["no-such-tool-here", "${args}"], "command[0]", "'no-such-tool-here' is not a program on PATH"),
+        (["${env}", "torchrunx", "${program}"], "command[1]", "'torchrunx' is not a program on PATH"),
+        (["bash", 3], "command[1]", "must be a string"),
+    ],
+)
+def test_bad_commands_are_one_line_errors_naming_the_element(command, key, words):
+    with pytest.raises(ConfigError) as caught:
+        check(command)
+    assert caught.value.key == key and words in str(caught.value)
+
+
+def test_every_macro_expands_as_wandb_does(tmp_path):
+    json_file = tmp_path / "args.json"
+    argv = expand(
+        ["${env}", "${interpreter}", "${program}", "${args}", "${args_no_hyphens}", "${args_json}",
+         "${args_json_file}", "${args_no_boolean_flags}", "--out=${program}.log"],
+        "train.py", PARAMS, json_file,
+    )
+    assert argv == [
+        "/usr/bin/env", sys.executable, "train.py",
+        "--x=0.30000000000000004", "--opt.name=adam", "--flag=True", "--off=False", "--n=3",
+        "x=0.30000000000000004", "opt.name=adam", "flag=True", "off=False", "n=3",
+        json.dumps(PARAMS),
+        str(json_file),
+        "--x=0.30000000000000004", "--opt.name=adam", "--flag", "--n=3",
+        "--out=train.py.log",
+    ]
+    assert json.loads(json_file.read_text()) == PARAMS
+
+
+def received(tmp_path, number):
+    log = (tmp_path / "logs" / f"{number}.log").read_text()
+    return re.search(r"^received (.*)$", log, re.M).group(1)
+
+
+@pytest.mark.parametrize(
+    "program, command, parse",
+    [
+        ("hydra_style.py", ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"], json.loads),
+        ("json_file.py", ["${interpreter}", "${program}", "${args_json_file}"], json.loads),
+        ("wrapper.sh", ["bash", "${program}", "${args}"], lambda text: dict(a[2:].split("=", 1) for a in text.split())),
+        (
+            "record_args.py",
+            ["${env}", f"PYTHONPATH={PROJECT}", "${interpreter}", "-m", "tests.scripts.record_args", "${args}"],
+            lambda text: dict(a[2:].split("=", 1) for a in json.loads(text.removeprefix("argv "))),
+        ),
+    ],
+    ids=["hydra", "json-file", "bash", "python-m"],
+)
+def test_each_command_receives_exactly_the_recorded_parameters(tmp_path, program, command, parse):
+    work = ObjectiveWork(str(SCRIPTS / program), "loss", str(tmp_path / "logs"), timeout=30, command=command)
+    params = {"x": 0.1 + 0.2, "opt.name": "adam"}
+    work.run(4, params)
+    assert work.result["state"] == "COMPLETE", work.result
+    if program == "record_args.py":
+        log = (tmp_path / "logs" / "4.log").read_text()
+        got = parse(re.search(r"^(argv .*)$", log, re.M).group(1))
+    else:
+        got = parse(received(tmp_path, 4))
+    assert {k: str(v) for k, v in got.items()} == {k: str(v) for k, v in params.items()}
+
+
+def test_a_command_that_fails_gets_its_reason(tmp_path):
+    work = ObjectiveWork(str(SCRIPTS / "wrapper.sh"), "loss", str(tmp_path / "logs"), command=["bash", "-c", "exit 7"])
+    work.run(0, {})
+    assert work.result["reason"].startswith("exit code 7")
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_hydra_style_command_end_to_end(tmp_path, write_config):
+    import optuna
+
+    from sweeps.sweep import trial_params
+    from tests.conftest import report_config, run_headless
+
+    config = report_config(
+        tmp_path, program=str(SCRIPTS / "hydra_style.py"), method="random", run_cap=4,
+        command=["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"],
+        parameters={"x": {"min": 0.0, "max": 1.0}, "model": {"parameters": {"depth": {"values": [2, 4]}}}},
+    )
+    done = run_headless(write_config(config), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "W&B keys not acted on" not in done.stderr
+    for t in optuna.load_study(study_name="test", storage=config["storage"]).trials:
+        got = json.loads(received(tmp_path / "results", t.number))
+        assert got == {k: str(v) for k, v in trial_params(t).items()} and t.value == t.params["x"]
