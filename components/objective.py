@@ -87,7 +87,7 @@ class ObjectiveWork(TracerPythonScript):
         return [(step, value) for step, value in progress["values"]]
 
     def stop_trial(self, trial_number: int) -> None:
-        """Ask the work to stop that trial: a file, checked by the work every 0.1 s.
+        """Ask the work to stop that trial: a file, checked by the work every 50 ms.
 
         Lightning would carry a flag set here to the work's process only at its next state sync
         (up to a second); a pruned trial should stop within a fraction of that.
@@ -115,7 +115,6 @@ class ObjectiveWork(TracerPythonScript):
             import_dependencies(self.script_path)
             self._warm = True
         self.script_args = script_args(params)
-        self.progress = json.dumps({"number": trial_number, "values": []})
         reader = MetricReader(self.metric)
         log_path = Path(self.log_dir) / f"{trial_number}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
