@@ -44,6 +44,7 @@ class HiPlotFlow(LightningFlow):
         )
         self.status = "waiting"  # set by HPOFlow
         self.run_requested = False  # set by the page's Run button
+        self.stop_requested = False  # set by the page's Stop button
         self.ended = 0  # trials that ended while this app ran: the page's signal to re-read
         self.latest_trial: dict[str, Any] | None = None
 
@@ -102,6 +103,9 @@ def _live_view(storage: str, study_name: str, metric: str, run_cap: int) -> None
         if flow.status == "waiting" and not flow.run_requested:
             if st.button("Run", type="primary"):
                 flow.run_requested = True
+        elif flow.status == "running" and not flow.stop_requested:
+            if st.button("Stop", help="Start no new trial; the running ones finish"):
+                flow.stop_requested = True
         cache = st.session_state.setdefault("sweeps", {})
         signal = (flow.status, flow.ended)
         if cache.get("signal") != signal:

@@ -25,7 +25,8 @@ from sweeps.scheduler import schedule
 from sweeps.storage import is_sqlite
 from sweeps.sweep import Sweep
 
-WAITING, RUNNING, FINISHED, GAVE_UP = "waiting", "running", "finished", "gave up"
+WAITING, RUNNING, STOPPING = "waiting", "running", "stopping"
+FINISHED, STOPPED, GAVE_UP = "finished", "stopped", "gave up"
 
 #: Exports (trials.csv, best.json) are rewritten at most this often while trials end, and at the end.
 EXPORT_SECONDS = 1.0
@@ -68,7 +69,11 @@ class HPOFlow(LightningFlow):
         if self.status == WAITING and self._start_requested():
             self._set_status(RUNNING)
             print(f"sweep {sweep.config.name}: {sweep.finished}/{sweep.config.budget} trials already finished", flush=True)
-        if self.status != RUNNING:
+        if self.status == RUNNING and self.with_ui and self.hiplot.stop_requested:
+            sweep.stop()  # the running trials finish; no new one starts
+            self._set_status(STOPPING)
+            print(f"sweep {sweep.config.name}: stopping, {len(self.running)} trials still running", flush=True)
+        if self.status not in (RUNNING, STOPPING):
             return
         schedule(sweep, self.pool, self.running, on_end=self._on_trial_end)
         if sweep.done and not self.running:
@@ -81,7 +86,7 @@ class HPOFlow(LightningFlow):
                 if not self.with_ui:
                     raise LightningFlowException(message)  # the app exits with code 1
             else:
-                self._set_status(FINISHED)
+                self._set_status(STOPPED if sweep.stopped else FINISHED)
             if not self.with_ui:
                 self.stop()
 

@@ -63,6 +63,7 @@ class Sweep:
         self.failures = 0  # FAIL trials that count towards max_failures (not the interrupted)
         self.best: FrozenTrial | None = None
         self.target_reached = False
+        self.stopped = False  # the user asked for no more trials
         self._asked: dict[int, optuna.Trial] = {}  # trials this process is running, by number
         self._reported: dict[int, int] = {}  # of those, how many intermediate values the study has
         self._configurations = config.space.choices()  # None unless the space is small and discrete
@@ -104,7 +105,11 @@ class Sweep:
 
     @property
     def done(self) -> bool:
-        return self.finished >= self.config.budget or self.gave_up or self.target_reached
+        return self.finished >= self.config.budget or self.gave_up or self.target_reached or self.stopped
+
+    def stop(self) -> None:
+        """Start no more trials; the running ones finish and are told as usual."""
+        self.stopped = True
 
     @property
     def gave_up(self) -> bool:

@@ -153,3 +153,13 @@ def test_reopening_after_a_crash_fails_the_running_trials_and_tries_them_again(t
     resumed.tell(TrialResult(again.number, COMPLETE, value=2.0))
     reopened = Sweep.open(config)  # queues nothing more: the interrupted trial has its retry
     assert len(reopened.study.get_trials()) == 3 and reopened.finished == 2
+
+
+def test_stop_lets_running_trials_be_told_and_asks_for_no_more(tmp_path):
+    sweep = Sweep.open(make_config(tmp_path, method="random", run_cap=10))
+    running = [sweep.ask(), sweep.ask()]
+    sweep.stop()
+    assert sweep.done and not sweep.wants_more(running=0)
+    for request in running:
+        sweep.tell(TrialResult(request.number, COMPLETE, value=1.0))
+    assert sweep.finished == 2

@@ -69,3 +69,31 @@ def load_trials(config):
         return optuna.load_study(study_name=config["name"], storage=config["storage"]).trials
     except KeyError:
         return []
+
+
+def test_stop_starts_no_new_trial_and_lets_running_ones_finish(tmp_path, write_config, browser):
+    out = ARTIFACTS / "ui-stop"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    config = report_config(
+        tmp_path, method="random", run_cap=20, parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 1.5}}
+    )
+    proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        sweep_page = page.frame_locator("iframe").first
+        sweep_page.frame_locator("iframe[title*='hiplot']").locator("body").wait_for(timeout=60_000)
+        sweep_page.get_by_role("button", name="Run", exact=True).click()
+        sweep_page.get_by_text(re.compile(r"[1-9]\d* of 20 trials finished · running")).wait_for(timeout=60_000)
+        sweep_page.get_by_role("button", name="Stop", exact=True).click()
+        clicked = time.time()
+        sweep_page.get_by_text(re.compile(r"of 20 trials finished · stopped")).wait_for(timeout=30_000)
+        page.screenshot(path=out / "stopped.png")
+        time.sleep(3)  # nothing more may start
+    finally:
+        kill_group(proc)
+    trials = load_trials(config)
+    assert all(t.state == TrialState.COMPLETE for t in trials), "the running trials finished"
+    assert len(trials) < 20
+    assert all(t.datetime_start.timestamp() < clicked + 0.5 for t in trials), "no trial started after Stop"
