@@ -10,7 +10,10 @@
    before the flow saw it. Here the loop first waits, blocked, for the first change (up to
    ``IDLE_WAIT``, so an idle app wakes ~10 times a second), and then collects for only
    ``ACCUMULATE_SECONDS`` more: the flow reacts within a few milliseconds.
-3. An app could hang at exit: a queue whose reader process is already gone keeps the exiting
+3. The UI lagged further and further behind the sweep: the API server takes one published state
+   per 0.1 s, and a flow that publishes faster (as it does once 2. is fixed) piles them up in the
+   queue (and in the flow's memory). Here the API server catches up to the latest state at once.
+4. An app could hang at exit: a queue whose reader process is already gone keeps the exiting
    process waiting for its feeder thread to flush into a full pipe. State messages left unsent at
    exit are worth nothing, so the process does not wait for them (``cancel_join_thread``).
 
@@ -23,6 +26,7 @@ import queue
 from typing import Any
 
 import lightning_app.core.app
+from lightning_app.core.api import UIRefresher
 from lightning_app.core.app import LightningApp
 from lightning_app.core.queues import MultiProcessQueue
 
@@ -31,8 +35,12 @@ ACCUMULATE_SECONDS = 0.002
 #: How long an idle loop waits for a change before it runs anyway.
 IDLE_WAIT = 0.1
 
+#: At most this many queued states are read (and all but the last dropped) per refresh.
+CATCH_UP = 10_000
+
 _original_init = MultiProcessQueue.__init__
 _original_collect = LightningApp._collect_deltas_from_ui_and_work_queues
+_original_refresh = UIRefresher.run_once
 
 
 def _init(self: MultiProcessQueue, *args: Any, **kwargs: Any) -> None:
@@ -63,10 +71,19 @@ def _collect(self: LightningApp) -> list[Any]:
     return _original_collect(self)
 
 
+def _refresh(self: UIRefresher) -> None:
+    _original_refresh(self)
+    for _ in range(CATCH_UP):  # each call stores the next state over the previous one
+        if self.api_publish_state_queue.queue.empty():
+            return
+        _original_refresh(self)
+
+
 def apply() -> None:
     MultiProcessQueue.__init__ = _init
     MultiProcessQueue.get = _get
     MultiProcessQueue.batch_get = _batch_get
     LightningApp._collect_deltas_from_ui_and_work_queues = _collect
+    UIRefresher.run_once = _refresh
     # Read by LightningApp.__init__, so this must run before the app file creates the app.
     lightning_app.core.app.STATE_ACCUMULATE_WAIT = ACCUMULATE_SECONDS
