@@ -22,13 +22,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import optuna
 
-from _harness import PROJECT, run_headless
+from _harness import run_headless
 
 NOOP = Path(__file__).resolve().parent / "noop.py"
 
@@ -86,8 +87,6 @@ def hand_loop(n: int, parallel: int, workdir: Path) -> dict[str, float]:
         x = trial.suggest_float("x", 0.0, 1.0)
         out = subprocess.run([sys.executable, str(NOOP), f"--x={x}"], capture_output=True, text=True).stdout
         loss, stamp = re.search(r"loss=(\S+) t=(\S+)", out).groups()
-        import threading
-
         stamps.append((float(stamp), str(threading.get_ident())))
         return float(loss)
 

@@ -18,8 +18,7 @@ def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
     elif trial.state == TrialState.PRUNED:
         outcome = f"{metric}={trial.value:.6g}" if trial.value is not None else "pruned"
     else:
-        reason = str(trial.user_attrs.get(REASON_ATTR, "")).splitlines()
-        outcome = f"({reason[0]})" if reason else ""
+        outcome = f"({reason_headline(trial)})"
     duration = f"{trial.duration.total_seconds():.1f}s" if trial.duration else "-"
     best = f"best {metric}={sweep.best.value:.6g} (trial {sweep.best.number})" if sweep.best else "no best yet"
     return (
@@ -27,6 +26,12 @@ def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
         f"trial {trial.number} {trial.state.name} {outcome} | {format_params(trial_params(trial), short=True)} "
         f"| {duration} | {best}"
     )
+
+
+def reason_headline(trial: FrozenTrial) -> str:
+    """A failed trial's reason without the output that follows it: ``exit code 3``."""
+    reason = str(trial.user_attrs.get(REASON_ATTR) or "no reason")
+    return reason.splitlines()[0] if reason.strip() else "no reason"
 
 
 def format_params(params: dict[str, Any], short: bool = False) -> str:
@@ -50,7 +55,7 @@ def summary(study: optuna.Study) -> str:
 def failure_summary(sweep: Sweep) -> str:
     """Why the sweep gave up: each distinct failure reason (its first line) with its count."""
     reasons = Counter(
-        str(t.user_attrs.get(REASON_ATTR, "")).splitlines()[0] if t.user_attrs.get(REASON_ATTR) else "no reason"
+        reason_headline(t)
         for t in sweep.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
         if t.user_attrs.get(REASON_ATTR) != INTERRUPTED
     )

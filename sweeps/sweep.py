@@ -22,7 +22,7 @@ from sweeps.config import SweepConfig
 from sweeps.samplers import STARTUP_TRIALS, make_sampler
 from sweeps.space import QUANTILE_SUFFIX
 from sweeps.storage import open_storage
-from sweeps.trial import COMPLETE, FAIL, PRUNED, TrialResult, script_args
+from sweeps.trial import COMPLETE, PRUNED, TrialResult, script_args
 
 #: Where a FAIL trial keeps its reason, in the trial's user attributes.
 REASON_ATTR = "fail_reason"
