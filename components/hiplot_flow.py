@@ -99,13 +99,15 @@ def _live_view(storage: str, study_name: str, metric: str, run_cap: int) -> None
         if flow is None:
             st.info("The app is not answering; it may have been stopped.")
             return
-        # The Run button comes first, so that its click is handled before anything slow runs.
+        # A click is sent from the button's callback, which Streamlit runs first thing in the next
+        # run: before this fragment's fresh state fetch (Lightning sleeps 0.5 s in it).
         if flow.status == "waiting" and not flow.run_requested:
-            if st.button("Run", type="primary"):
-                flow.run_requested = True
+            st.button("Run", type="primary", on_click=setattr, args=(flow, "run_requested", True))
         elif flow.status == "running" and not flow.stop_requested:
-            if st.button("Stop", help="Start no new trial; the running ones finish"):
-                flow.stop_requested = True
+            st.button(
+                "Stop", help="Start no new trial; the running ones finish",
+                on_click=setattr, args=(flow, "stop_requested", True),
+            )
         cache = st.session_state.setdefault("sweeps", {})
         signal = (flow.status, flow.ended)
         if cache.get("signal") != signal:

@@ -238,8 +238,9 @@ def _recover(study: optuna.Study, max_retries: int) -> None:
             # No Trial object survives the crash: the storage is told directly, reason first.
             study._storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, INTERRUPTED)
             study.tell(trial.number, state=TrialState.FAIL)
-            _retry(study, trial, count=False)  # not the trial's fault: no attempt used
-        elif trial.state == TrialState.FAIL and trial.number not in retried:
+            if trial.params:  # killed before its parameters were drawn, it never ran: nothing to retry
+                _retry(study, trial, count=False)  # not the trial's fault: no attempt used
+        elif trial.state == TrialState.FAIL and trial.number not in retried and trial.params:
             interrupted = trial.user_attrs.get(REASON_ATTR) == INTERRUPTED
             if interrupted or _attempt(trial) < max_retries:
                 _retry(study, trial, count=not interrupted)

@@ -96,8 +96,13 @@ def test_kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path,
     for t in trials:
         if t.state == TrialState.FAIL:
             assert t.user_attrs[REASON_ATTR] == "interrupted"
-            (retry,) = [r for r in trials if r.user_attrs.get(RETRY_OF_ATTR) == t.number]
-            assert trial_params(retry) == trial_params(t), "an interrupted trial's parameters ran again"
+            retries = [r for r in trials if r.user_attrs.get(RETRY_OF_ATTR) == t.number]
+            if not t.params:  # killed between asking and drawing its parameters: it never ran
+                assert retries == []
+                continue
+            (retry,) = retries
+            # a kill between two parameters leaves the rest to be drawn by the retry
+            assert trial_params(retry).items() >= trial_params(t).items(), "an interrupted trial's parameters ran again"
     for t in complete:  # what the script printed is what was recorded
         log = (tmp_path / "results" / "logs" / f"{t.number}.log").read_text()
         assert float(re.findall(r"loss=(\S+)", log)[-1]) == t.value == t.params["x"]

@@ -163,3 +163,12 @@ def test_stop_lets_running_trials_be_told_and_asks_for_no_more(tmp_path):
     for request in running:
         sweep.tell(TrialResult(request.number, COMPLETE, value=1.0))
     assert sweep.finished == 2
+
+
+def test_a_trial_killed_before_its_parameters_were_drawn_is_not_retried(tmp_path):
+    config = make_config(tmp_path, method="random", run_cap=3)
+    Sweep.open(config).study.ask()  # the process dies before the trial's parameters are drawn
+    resumed = Sweep.open(config)
+    (stored,) = resumed.study.get_trials()
+    assert stored.state == TrialState.FAIL and stored.user_attrs[REASON_ATTR] == "interrupted"
+    assert resumed.ask().number == 1 and len(resumed.study.get_trials()) == 2, "no retry queued"
