@@ -2,7 +2,9 @@
 
 Lightning calls ``run`` whenever the app's state changes (a work reported, the UI clicked).
 Each call is one pass of :func:`sweeps.scheduler.schedule`; the flow's own state is only what
-is running now, one entry per work, while every trial lives in the Optuna storage.
+is running now, one entry per work, while every trial lives in the Optuna storage. On a shared
+storage (PostgreSQL) this app is one worker of the sweep among others: it is woken every second
+to read what they did (``components.wake_up``), and its Run/Stop reach all of them.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from optuna.trial import FrozenTrial
 
 from components.hiplot_flow import HiPlotFlow
 from components.objective import ObjectiveWork
+from components.wake_up import wake_flow_every
 from sweeps.config import SweepConfig
 from sweeps.hiplot import trial_row
 from sweeps.export import write_exports
 from sweeps.report import failure_summary, progress_line, summary
 from sweeps.scheduler import schedule
-from sweeps.storage import is_sqlite
-from sweeps.sweep import Sweep
+from sweeps.sweep import SYNC_SECONDS, Sweep
 
 WAITING, RUNNING, STOPPING = "waiting", "running", "stopping"
 FINISHED, STOPPED, GAVE_UP = "finished", "stopped", "gave up"
@@ -59,18 +61,23 @@ class HPOFlow(LightningFlow):
     @property
     def sweep(self) -> Sweep:
         if self._sweep is None:
-            # An SQLite storage is claimed by this app alone (sweeps.storage): a RUNNING trial found
-            # there was left by a dead process.
-            self._sweep = Sweep.open(self._config, sole_writer=is_sqlite(self._config.storage))
+            self._sweep = Sweep.open(self._config)
+            if self._sweep.shared:
+                wake_flow_every(SYNC_SECONDS)
         return self._sweep
 
     def run(self) -> None:
         sweep = self.sweep  # opens the study at start-up, so the UI can show it before Run
+        sweep.sync(force=False)  # a shared sweep: what the other workers did, at most once a second
+        if sweep.shared and self.with_ui:
+            self.hiplot.ended = sweep.ended  # every worker's trials: the page's signal to read them
         if self.status == WAITING and self._start_requested():
+            sweep.resume()  # starting a worker (or Run) runs the whole sweep again after a Stop
             self._set_status(RUNNING)
             print(f"sweep {sweep.config.name}: {sweep.finished}/{sweep.config.budget} trials already finished", flush=True)
         if self.status == RUNNING and self.with_ui and self.hiplot.stop_requested:
-            sweep.stop()  # the running trials finish; no new one starts
+            sweep.stop()  # the running trials finish; no new one starts (in every worker)
+        if self.status == RUNNING and sweep.stopped:
             self._set_status(STOPPING)
             print(f"sweep {sweep.config.name}: stopping, {len(self.running)} trials still running", flush=True)
         if self.status not in (RUNNING, STOPPING):

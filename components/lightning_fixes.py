@@ -16,6 +16,11 @@
 4. An app could hang at exit: a queue whose reader process is already gone keeps the exiting
    process waiting for its feeder thread to flush into a full pipe. State messages left unsent at
    exit are worth nothing, so the process does not wait for them (``cancel_join_thread``).
+5. A headless app hung at exit, about one run in four under load (py-spy: the main process
+   joining a work that never ends). Stopping sends SIGTERM to the works; a work whose last
+   state change of its run was still being diffed, under ``_state_observer_lock``, runs the
+   SIGTERM handler on top of it, which takes the same (non-reentrant) lock and waits for ever.
+   A reentrant lock lets the handler through; the change it interrupts is not needed any more.
 
 Figures before and after are in the README (``benchmarks/idle_cpu.py``, ``benchmarks/overhead.py``).
 """
@@ -23,9 +28,11 @@ Figures before and after are in the README (``benchmarks/idle_cpu.py``, ``benchm
 from __future__ import annotations
 
 import queue
+import threading
 from typing import Any
 
 import lightning_app.core.app
+import lightning_app.utilities.proxies
 from lightning_app.core.api import UIRefresher
 from lightning_app.core.app import LightningApp
 from lightning_app.core.queues import MultiProcessQueue
@@ -85,5 +92,6 @@ def apply() -> None:
     MultiProcessQueue.batch_get = _batch_get
     LightningApp._collect_deltas_from_ui_and_work_queues = _collect
     UIRefresher.run_once = _refresh
+    lightning_app.utilities.proxies._state_observer_lock = threading.RLock()
     # Read by LightningApp.__init__, so this must run before the app file creates the app.
     lightning_app.core.app.STATE_ACCUMULATE_WAIT = ACCUMULATE_SECONDS

@@ -21,6 +21,7 @@ from pydantic import (
     PositiveInt,
     PrivateAttr,
     ValidationError,
+    field_validator,
 )
 
 from sweeps import command
@@ -28,6 +29,7 @@ from sweeps.errors import ConfigError
 from sweeps.pruners import PRUNERS, EarlyTerminate
 from sweeps.samplers import METHODS, check_method
 from sweeps.space import SearchSpace
+from sweeps.storage import POSTGRESQL, SQLITE
 
 #: Where the config comes from when ``SWEEP_CONFIG`` is not set: the bundled example.
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweep.yaml"
@@ -82,6 +84,8 @@ class SweepConfig(_Strict):
     run_cap: PositiveInt | None = Field(default=None, alias="n_trials")
     parallel: PositiveInt = 2
     storage: str = "sqlite:///sweeps.db"
+    heartbeat_interval: PositiveInt = 10  # shared storages: seconds between a running trial's heartbeats
+    grace_period: PositiveInt | None = None  # ... and without one before it is "worker lost" (2 intervals)
     max_failures: PositiveInt | None = None
     max_retries: NonNegativeInt = 0
     trial_timeout: PositiveFloat | None = None
@@ -100,6 +104,13 @@ class SweepConfig(_Strict):
 
     _space: SearchSpace = PrivateAttr()
     _command: tuple[str, ...] | None = PrivateAttr(default=None)
+
+    @field_validator("storage")
+    @classmethod
+    def _known_storage(cls, url: str) -> str:
+        if not url.startswith(SQLITE + POSTGRESQL):
+            raise ValueError(f"should start with sqlite:/// (one app) or postgresql:// (workers sharing the sweep); got {url!r}")
+        return url
 
     @property
     def space(self) -> SearchSpace:

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.sweep import INTERRUPTED, REASON_ATTR, Sweep, trial_params
+from sweeps.sweep import NOT_THE_TRIALS_FAULT, REASON_ATTR, Sweep, trial_params
 
 
 def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
@@ -57,7 +57,7 @@ def failure_summary(sweep: Sweep) -> str:
     reasons = Counter(
         reason_headline(t)
         for t in sweep.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if t.user_attrs.get(REASON_ATTR) != INTERRUPTED
+        if t.user_attrs.get(REASON_ATTR) not in NOT_THE_TRIALS_FAULT
     )
     listed = "; ".join(f"{count}x {reason}" for reason, count in reasons.most_common())
     return f"sweeps: gave up after {sweep.failures} failed trials (max_failures={sweep.config.failure_budget}): {listed}"

@@ -58,5 +58,7 @@ def schedule(
             on_end(sweep.tell(TrialResult.from_dict(result)))
         if sweep.wants_more(len(running)):
             request = sweep.ask()
+            if request is None:  # other workers' trials take the rest of the budget
+                continue
             running[key] = request.number
             slot.start_trial(request.number, request.params)

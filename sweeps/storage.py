@@ -3,13 +3,14 @@
 SQLite takes one writer at a time (Optuna's FAQ: "database is locked" with several), so a Sweeps
 app claims an SQLite file for as long as it runs, with a lock beside it; a second app on the same
 file is told so at once instead of locking or corrupting the sweep. PostgreSQL and other servers
-take many writers and are not claimed.
+take many writers and are not claimed: several workers share a sweep there (``sweeps.workers``).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import warnings
 
 import optuna
 from sqlalchemy import event
@@ -21,8 +22,17 @@ class StorageBusy(RuntimeError):
     pass
 
 
+#: URL schemes of the storages Sweeps runs on (SQLAlchemy's, as Optuna's RDBStorage takes them).
+SQLITE, POSTGRESQL = ("sqlite:///",), ("postgresql://", "postgresql+psycopg2://")
+
+
 def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite:///")
+    return url.startswith(SQLITE)
+
+
+def is_shared(url: str) -> bool:
+    """Whether workers may share this storage: PostgreSQL, not an SQLite file."""
+    return url.startswith(POSTGRESQL)
 
 
 def claim(url: str) -> None:
@@ -46,20 +56,36 @@ def claim(url: str) -> None:
     _claims.append(fd)
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage | str:
-    """An Optuna storage for ``url``; SQLite in WAL mode, so that each trial costs no fsync.
+def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | None = None) -> optuna.storages.RDBStorage:
+    """An Optuna storage for ``url``: PostgreSQL with heartbeats; SQLite in WAL mode.
+
+    On PostgreSQL each running trial's worker records a heartbeat every ``heartbeat_interval``
+    seconds; after ``grace_period`` (default: two intervals) without one, other workers take the
+    trial for lost. Connections are checked before use, as a server may drop idle ones.
 
     Optuna's SQLite storage commits several times per trial (the trial, each parameter, the
     result), each with a full fsync in SQLite's default mode. In WAL mode with
     ``synchronous=NORMAL`` a commit survives the app being killed (only an OS crash can lose the
     last ones), and readers (the UI) no longer block the writer.
     """
-    if not is_sqlite(url):
-        return url
+    if is_shared(url):
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                _with_driver(url),
+                engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+            )
     storage = optuna.storages.RDBStorage(url)
     event.listen(storage.engine, "connect", _wal)
     storage.engine.dispose()  # connections opened before the listener get it too
     return storage
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` through psycopg2 (SQLAlchemy 2.1 would look for psycopg 3, not installed)."""
+    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 def _wal(connection, _record) -> None:

@@ -122,3 +122,38 @@ def _get(url: str) -> str | None:
             return response.read().decode() if response.status == 200 else None
     except (urllib.error.URLError, OSError):
         return None
+
+
+#: The PostgreSQL server of the shared-storage tests; .ci/run starts one with this role and database.
+POSTGRES_URL = os.environ.get("SWEEPS_TEST_POSTGRES", "postgresql://sweeps:sweeps@localhost/sweeps")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A PostgreSQL server to share sweeps on; skipped (failed in CI) when none answers."""
+    import sqlalchemy
+
+    from sweeps.storage import _with_driver
+
+    try:
+        engine = sqlalchemy.create_engine(_with_driver(POSTGRES_URL))
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as err:  # noqa: BLE001 - any reason the server cannot be reached
+        message = (
+            f"no PostgreSQL server at {POSTGRES_URL} ({type(err).__name__}): start one as .ci/run does, "
+            "or set SWEEPS_TEST_POSTGRES"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def shared_storage(postgres_url, request) -> tuple[str, str]:
+    """The PostgreSQL URL and a sweep name no other test (or earlier run) has used."""
+    import uuid
+
+    return postgres_url, f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,215 @@
+"""Several workers on one sweep in PostgreSQL: the budget, lost workers, Run/Stop for all."""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweeps.config import parse_config
+from sweeps.errors import ConfigError
+from sweeps.sweep import ATTEMPT_ATTR, REASON_ATTR, RETRY_OF_ATTR, WORKER_LOST, Sweep, trial_params
+from sweeps.trial import COMPLETE, TrialResult
+from tests.conftest import SCRIPTS, app_env, kill_group, lightning_command, report_config
+
+
+def shared_config(tmp_path, shared_storage, **overrides):
+    url, name = shared_storage
+    settings = {"method": "random", "run_cap": 30, "parameters": {"x": {"min": 0.0, "max": 1.0}}, **overrides}
+    raw = report_config(tmp_path, name=name, storage=url, **settings)
+    return parse_config(raw, base_dir=SCRIPTS)
+
+
+def stored_trials(config):
+    return optuna.load_study(study_name=config.name, storage=config.storage.replace("postgresql://", "postgresql+psycopg2://")).trials
+
+
+def test_workers_racing_for_the_last_places_finish_exactly_run_cap_trials(tmp_path, shared_storage):
+    config = shared_config(tmp_path, shared_storage)
+    workers = [Sweep.open(config) for _ in range(3)]
+    told = {index: 0 for index in range(3)}
+
+    def work(index: int) -> None:
+        sweep, running = workers[index], []
+        while not (sweep.done and not running):
+            while len(running) < 2 and sweep.wants_more(len(running)):
+                request = sweep.ask()
+                if request is None:
+                    break
+                running.append(request)
+            if running:
+                request = running.pop(0)
+                sweep.tell(TrialResult(request.number, COMPLETE, value=request.params["x"]))
+                told[index] += 1
+            else:
+                time.sleep(0.05)
+                sweep.sync()
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    trials = stored_trials(config)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 30
+    assert sum(told.values()) == 30 and all(told.values()), told
+
+
+def test_a_trial_whose_worker_stopped_beating_is_failed_as_lost_and_retried(tmp_path, shared_storage):
+    config = shared_config(tmp_path, shared_storage, heartbeat_interval=1, grace_period=2)
+    dying, survivor = Sweep.open(config), Sweep.open(config)
+    lost = dying.ask()
+    dying._heartbeats.stop(lost.number)  # its process dies: no more heartbeats, no tell
+    survivor.sync()
+    assert survivor.counts["RUNNING"] == 1  # still within its grace period
+
+    time.sleep(3.2)
+    survivor.sync()
+    trials = stored_trials(config)
+    assert trials[lost.number].state == TrialState.FAIL
+    assert trials[lost.number].user_attrs[REASON_ATTR] == WORKER_LOST
+    assert survivor.failures == 0  # not the trial's fault: max_failures is not used up
+    retry = survivor.ask()
+    assert retry.params == lost.params
+    retried = stored_trials(config)[retry.number]
+    assert retried.user_attrs[RETRY_OF_ATTR] == lost.number and retried.user_attrs[ATTEMPT_ATTR] == 0
+
+    # The lost worker was only slow: its late result is kept out, the trial stays FAIL.
+    late = dying.tell(TrialResult(lost.number, COMPLETE, value=0.5))
+    assert late.state == TrialState.FAIL
+    survivor.tell(TrialResult(retry.number, COMPLETE, value=0.5))
+    assert [t.state for t in stored_trials(config)] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_a_running_worker_keeps_its_trials_alive(tmp_path, shared_storage):
+    config = shared_config(tmp_path, shared_storage, heartbeat_interval=1, grace_period=2)
+    busy, other = Sweep.open(config), Sweep.open(config)
+    request = busy.ask()
+    time.sleep(3.2)  # longer than the grace period: only the heartbeat thread keeps it alive
+    other.sync()
+    assert other.counts["RUNNING"] == 1
+    assert stored_trials(config)[request.number].state == TrialState.RUNNING
+    busy.tell(TrialResult(request.number, COMPLETE, value=0.1))
+
+
+def test_stop_and_run_reach_every_worker(tmp_path, shared_storage):
+    config = shared_config(tmp_path, shared_storage)
+    one, two = Sweep.open(config), Sweep.open(config)
+    one.stop()
+    two.sync()
+    assert two.stopped and two.done and two.ask() is None
+    assert Sweep.open(config).stopped  # a worker joining a stopped sweep sees it stopped
+    two.resume()  # a worker started (or Run clicked) after the Stop runs the sweep again
+    assert two.ask() is not None
+    assert not Sweep.open(config).stopped
+    one.sync()
+    assert one.stopped  # a worker that stopped stays stopped: its trials ended, it has left
+
+
+def test_counts_include_every_workers_trials(tmp_path, shared_storage):
+    config = shared_config(tmp_path, shared_storage, run_cap=3)
+    one, two = Sweep.open(config), Sweep.open(config)
+    for _ in range(2):
+        request = one.ask()
+        one.tell(TrialResult(request.number, COMPLETE, value=request.params["x"]))
+    last = one.ask()
+    two.sync()
+    assert two.finished == 2 and two.counts["RUNNING"] == 1 and two.best is not None
+    assert two.ask() is None  # the third place is taken by a running trial
+    one.tell(TrialResult(last.number, COMPLETE, value=last.params["x"]))
+    two.sync()
+    assert two.done and two.finished == 3
+
+
+def test_an_unknown_storage_is_one_line_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        parse_config(report_config(tmp_path, storage="mysql://host/db"), base_dir=SCRIPTS)
+    assert str(err.value).startswith("storage: should start with sqlite:/// (one app) or postgresql://")
+
+
+# -- the real app: several `lightning_app run app app_wo_ui.py` on one sweep -------------------------
+
+
+def start_worker(config_path, cwd, log_path):
+    """Start a headless worker; return once it has started trials (and so holds its server port)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "w")
+    proc = subprocess.Popen(lightning_command("app_wo_ui.py"), cwd=cwd, env=app_env(config_path),
+                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while "trials already finished" not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill_group(proc)
+            raise AssertionError(f"worker did not start:\n{log_path.read_text()}")
+        time.sleep(0.1)
+    return proc
+
+
+def trials_run_by(log_text: str) -> set[int]:
+    return {int(n) for n in re.findall(r"\] trial (\d+) ", log_text)}
+
+
+def run_workers(tmp_path, write_config, shared_storage, kill_one: bool):
+    url, name = shared_storage
+    config = report_config(tmp_path, name=name, storage=url, method="random", run_cap=30, parallel=2,
+                           heartbeat_interval=1, grace_period=3,
+                           parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 1.0}})
+    path = write_config(config)
+    logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+    workers = []
+    try:
+        for i, log in enumerate(logs):
+            workers.append(start_worker(path, tmp_path / f"worker{i}", log))
+        if kill_one:
+            time.sleep(1.5)  # worker 0 runs two trials at every moment: it dies mid-trial
+            os.killpg(workers[0].pid, signal.SIGKILL)
+        for worker in workers[kill_one:]:
+            assert worker.wait(timeout=120) == 0, "\n".join(log.read_text() for log in logs)
+    finally:
+        for worker in workers:
+            kill_group(worker)
+    trials = optuna.load_study(study_name=name, storage=url.replace("postgresql://", "postgresql+psycopg2://")).trials
+    return trials, [log.read_text() for log in logs]
+
+
+def assert_exactly_run_cap_and_no_parameters_twice(trials):
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 30 and not any(t.state == TrialState.RUNNING for t in trials)
+    by_params = {}
+    for t in finished:
+        by_params.setdefault(t.params["x"], []).append(t)
+    assert all(len(group) == 1 for group in by_params.values())
+    failed = {t.number: t for t in trials if t.state == TrialState.FAIL}
+    for t in trials:
+        if RETRY_OF_ATTR in t.user_attrs:  # a retry: the parameters of a FAIL trial, recorded as such
+            assert trial_params(t) == trial_params(failed[t.user_attrs[RETRY_OF_ATTR]])
+
+
+@pytest.mark.slow
+def test_three_workers_finish_exactly_run_cap_trials_together(tmp_path, write_config, shared_storage):
+    trials, logs = run_workers(tmp_path, write_config, shared_storage, kill_one=False)
+    assert_exactly_run_cap_and_no_parameters_twice(trials)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 30
+    runs = [trials_run_by(log) for log in logs]
+    assert all(runs), [sorted(r) for r in runs]  # every worker ran some
+    assert set().union(*runs) == set(range(30)) and sum(map(len, runs)) == 30
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_recovered_by_the_others(tmp_path, write_config, shared_storage):
+    trials, logs = run_workers(tmp_path, write_config, shared_storage, kill_one=True)
+    assert_exactly_run_cap_and_no_parameters_twice(trials)
+    lost = [t for t in trials if t.state == TrialState.FAIL]
+    assert 1 <= len(lost) <= 2, [(t.number, t.state) for t in trials]  # what worker 0 was running
+    assert all(t.user_attrs[REASON_ATTR] == WORKER_LOST for t in lost)
+    retries = {t.user_attrs[RETRY_OF_ATTR]: t for t in trials if RETRY_OF_ATTR in t.user_attrs}
+    assert sorted(retries) == sorted(t.number for t in lost)
+    assert all(r.state == TrialState.COMPLETE for r in retries.values())
+    survivors = "".join(logs[1:])
+    assert all(f"trial {t.number} failed: worker lost" in survivors for t in lost)
