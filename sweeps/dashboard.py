@@ -51,7 +51,7 @@ class TrialLog:
         self.trials: list[FrozenTrial] = []
         self.version = 0
         self._ended: set[int] = set()  # numbers of trials that ended: they never change again
-        self._open: dict[int, tuple[TrialState, int]] = {}  # a running trial's state and intermediate count
+        self._open: dict[int, TrialState] = {}  # trials not ended yet (RUNNING, WAITING) by number
 
     def update(self, trials: Sequence[FrozenTrial]) -> bool:
         """Take the storage's trials (``study.get_trials(deepcopy=False)``); whether any changed.
@@ -60,7 +60,7 @@ class TrialLog:
         set lookup each.
         """
         changed = len(trials) != len(self.trials)
-        still_open: dict[int, tuple[TrialState, int]] = {}
+        still_open: dict[int, TrialState] = {}
         for trial in trials:
             if trial.number in self._ended:
                 continue
@@ -68,9 +68,8 @@ class TrialLog:
                 self._ended.add(trial.number)
                 changed = True
                 continue
-            mark = (trial.state, len(trial.intermediate_values))
-            still_open[trial.number] = mark
-            changed = changed or self._open.get(trial.number) != mark
+            still_open[trial.number] = trial.state
+            changed = changed or self._open.get(trial.number) != trial.state
         changed = changed or still_open.keys() != self._open.keys()
         self._open = still_open
         if changed:
@@ -115,8 +114,10 @@ def progress(log: TrialLog, run_cap: int, started: float, ended: float, now: flo
     if not started:
         return Progress(finished, run_cap, None, None)
     elapsed = (ended or now) - started
-    if ended or finished >= run_cap:
-        return Progress(finished, run_cap, elapsed, 0.0 if finished >= run_cap or ended else None)
+    if finished >= run_cap:
+        return Progress(finished, run_cap, elapsed, 0.0)
+    if ended:  # stopped or gave up: nothing more will run
+        return Progress(finished, run_cap, elapsed, None)
     this_run = sum(
         t.state in (TrialState.COMPLETE, TrialState.PRUNED)
         and t.datetime_complete is not None
