@@ -163,6 +163,11 @@ def main() -> None:
                           f"plot drawn (its canvas unchanged for 1 s) after {drawn:.2f} s")
                 (PROJECT / "test-output").mkdir(exist_ok=True)
                 page.screenshot(path=PROJECT / "test-output" / "ui-scale.png", full_page=True)
+                sweep_page = page.frame_locator("iframe").first
+                for tab in ("Trials", "Optimisation history", "Parameter importance"):
+                    sweep_page.get_by_role("tab", name=tab).click()
+                    time.sleep(1.5)
+                    page.screenshot(path=PROJECT / "test-output" / f"ui-scale-{tab.split()[0].lower()}.png", full_page=True)
                 heaps = {}  # frames of one origin share a renderer process and its JS heap
                 for frame in page.frames:  # /view, Streamlit's page, HiPlot's component (Streamlit's origin)
                     origin = "/".join(frame.url.split("/")[:3])

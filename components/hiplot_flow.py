@@ -133,8 +133,6 @@ class _StreamlitFrontend(StreamlitFrontend):
                     os.environ[name] = value
 
 
-
-
 def render_fn(state: Any) -> None:
     """The page's layout; what it shows is computed by ``sweeps.dashboard`` (see ``_Page``)."""
     import streamlit as st
@@ -381,7 +379,7 @@ def _history(page: _Page) -> None:
     base = alt.Chart(frame).encode(x=alt.X("trial:Q", title="trial", axis=alt.Axis(format="d", tickMinStep=1)))
     points = base.mark_circle(size=50, opacity=0.7, color="#1f77b4").encode(
         y=alt.Y(f"{_field(page.metric)}:Q", title=page.metric, scale=alt.Scale(zero=False)),
-        tooltip=["trial", page.metric],
+        tooltip=["trial", alt.Tooltip(f"{_field(page.metric)}:Q", title=page.metric)],
     )
     best = base.mark_line(interpolate="step-after", color="#d62728", strokeWidth=2).encode(y="best so far:Q")
     st.altair_chart((points + best).properties(height=360), use_container_width=True)

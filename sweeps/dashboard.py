@@ -26,8 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.command import expand
 from sweeps.export import best_trial
 from sweeps.space import QUANTILE_SUFFIX
-from sweeps.report import format_params, reason_headline
-from sweeps.sweep import REASON_ATTR, trial_params
+from sweeps.report import reason_headline
+from sweeps.sweep import trial_params
 from sweeps.trial import script_args
 
 if TYPE_CHECKING:
@@ -243,14 +243,6 @@ def failures(log: TrialLog, shown: int = 5) -> list[FailureGroup]:
         FailureGroup(reason, len(numbers), tuple(sorted(numbers, reverse=True)[:shown]))
         for reason, numbers in sorted(groups.items(), key=lambda item: -len(item[1]))
     ]
-
-
-def full_reason(trial: FrozenTrial) -> str:
-    return str(trial.user_attrs.get(REASON_ATTR) or "no reason")
-
-
-def best_summary(trial: FrozenTrial, metric: str) -> str:
-    return f"trial {trial.number}: {metric} = {trial.value:.6g} · {format_params(trial_params(trial))}"
 
 
 class Importance:
