@@ -306,14 +306,14 @@ def _failures(page: _Page) -> None:
 def _plot(page: _Page) -> None:
     import streamlit as st
 
-    from sweeps.hiplot import drawn_axes, experiment
+    from sweeps.hiplot import experiment
 
     def component(log: Any) -> Any:
-        exp = experiment(log.trials, page.metric)
         # HiPlot 0.1.33 checks an attribute that Streamlit removed in 1.14; the component itself works.
         st._is_running_with_streamlit = True
-        # A new set of axes gets a fresh component, drawn in the intended order (see drawn_axes).
-        return exp.to_streamlit(key="hiplot:" + ",".join(drawn_axes(exp)))
+        # One key for the page's life: the same component takes each new experiment, keeping what HiPlot
+        # keeps across reloads (Keep/Exclude filters, colouring, axis order, hidden axes).
+        return experiment(log.trials, page.metric).to_streamlit(key="hiplot")
 
     live = st.session_state.get("live_plot", True)
     if live or "plot" not in st.session_state:
@@ -394,7 +394,16 @@ def _importance(page: _Page) -> None:
     if not importance.values:
         st.caption(f"Shown once {importance.MIN_TRIALS} trials have completed (Optuna's get_param_importances).")
         return
-    st.bar_chart(importance.values, horizontal=True, x_label="importance", height=60 + 28 * len(importance.values))
+    import altair as alt
+    import pandas as pd
+
+    frame = pd.DataFrame({"parameter": list(importance.values), "importance": list(importance.values.values())})
+    bars = alt.Chart(frame).mark_bar(color="#1f77b4").encode(
+        x=alt.X("importance:Q", axis=alt.Axis(format=".0%")),
+        y=alt.Y("parameter:N", sort="-x", title=None),
+        tooltip=["parameter", alt.Tooltip("importance:Q", format=".1%")],
+    )
+    st.altair_chart(bars.properties(height=40 + 32 * len(frame)), use_container_width=True)
     st.caption(
         f"Optuna's importance (get_param_importances) over {min(importance.based_on, importance.SAMPLE)} of {importance.based_on} "
         f"COMPLETE trials ({importance.seconds:.1f} s); recomputed when their number has grown by a fifth."

@@ -205,7 +205,7 @@ def trial_rows(log: TrialLog, metric: str) -> pd.DataFrame:
         record: dict[str, Any] = {"trial": t.number, "state": t.state.name, metric: t.value}
         record.update(trial_params(t))
         record["duration (s)"] = t.duration.total_seconds() if t.duration else None
-        record["failure reason"] = reason_headline(t) if t.state == TrialState.FAIL else None
+        record["failure reason"] = reason_headline(t) if t.state == TrialState.FAIL else ""
         records.append(record)
     frame = pd.DataFrame.from_records(records)
     if frame.empty:

@@ -46,24 +46,10 @@ def experiment(trials: Iterable[FrozenTrial], metric: str) -> hip.Experiment:
     # order). HiPlot's ``order`` lists the axes from the right.
     order = [metric, "state", *reversed(params), "trial"]
     exp.display_data(hip.Displays.PARALLEL_PLOT).update({"hide": ["uid", "from_uid"], "order": order})
-    exp.display_data(hip.Displays.TABLE).update({"hide": ["uid", "from_uid"], "order_by": [["trial", "desc"]]})
+    exp.display_data(hip.Displays.TABLE).update(
+        {"hide": ["uid", "from_uid"], "order_by": [["trial", "desc"]], "order": order[::-1]}  # the table's: from the left
+    )
     return exp
-
-
-def drawn_axes(exp: hip.Experiment) -> tuple[str, ...]:
-    """The axes HiPlot draws, left to right: the columns whose values differ between trials.
-
-    HiPlot 0.1.33 remembers the axis order of its first drawing and puts axes that appear later
-    on the far left, so the page gives the plot a fresh component whenever this set changes
-    (rarely: while the first trials end).
-    """
-    order = exp.display_data(hip.Displays.PARALLEL_PLOT).get("order", [])
-    distinct: dict[str, set[str]] = {name: set() for name in order}
-    for dp in exp.datapoints:
-        for name, values in distinct.items():
-            if len(values) < 2:
-                values.add(repr(dp.values.get(name)))
-    return tuple(name for name in reversed(order) if len(distinct[name]) > 1)
 
 
 def standalone_html(trials: Iterable[FrozenTrial], metric: str) -> str:
