@@ -8,8 +8,10 @@ opens the UI app on it (``autostart: false``: the page shows the stored sweep, n
 headless Chromium, and prints:
 
 - the time from opening /view until HiPlot shows "Selected: N/N" and until its canvas stops
-  changing (every line drawn), on the first visit after the app started (the page's server
-  imports its modules and reads every trial from the storage) and on a reload;
+  changing (every line drawn): on a first visit as soon as the page answers (the page's server is
+  still importing its modules and reading every trial, see ``_warm_up`` in
+  ``components/hiplot_flow.py``) and on a reload (a new session on the warmed-up server, as for
+  anyone who opens the page a few seconds after the app started);
 - the JS heap of each of the page's frames (``performance.memory.usedJSHeapSize``: /view,
   Streamlit's page, HiPlot's component) and the RSS of Chromium's renderer processes;
 - the bytes the page's server sent while the page sat idle for ``--idle`` seconds (it polls the
@@ -155,7 +157,9 @@ def main() -> None:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                for visit in ("first visit (cold page server)", "reload (warm page server)"):
+                visits = ("first visit, as soon as the page answers (its server still warming up)",
+                          "reload: a new session on the warmed-up page server")
+                for visit in visits:
                     opened = time.perf_counter()
                     page.goto(url) if visit.startswith("first") else page.reload()
                     selected, drawn = wait_until_drawn(page, args.trials, opened)
