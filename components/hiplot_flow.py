@@ -1,7 +1,7 @@
 """HiPlotFlow: the sweep's page — controls, status, the HiPlot plot, trials, history, importance, exports.
 
-The flow hands this one every trial that ends (``run``); its state keeps a count, the latest
-trial and the sweep's start and end, nothing that grows. The page reads the trials from the
+The flow hands this one every trial that ends (``run``) and the sweep's status; its state keeps a
+count, the latest trial, the sweep's start and end and its config, nothing that grows. The page reads the trials from the
 Optuna storage itself (Optuna's cached storage fetches only new and running ones) and rebuilds
 its heavy parts only when they changed (``sweeps.dashboard``). Lightning's own push to the page
 is broken on Streamlit 1.56, hence the polling. Everything the page computes is in
@@ -61,7 +61,11 @@ class HiPlotFlow(LightningFlow):
         self.latest_trial: dict[str, Any] | None = None
 
     def run(self, trial: dict[str, Any]) -> None:
-        """One ended trial (number, parameters, state, metric), as a row of the plot."""
+        """One ended trial (number, parameters, state, metric): counted and kept as the latest.
+
+        The page itself reads the trials from the storage; these two are for whoever reads the
+        app's state (``GET /api/v1/state``).
+        """
         self.ended += 1
         self.latest_trial = trial
 
