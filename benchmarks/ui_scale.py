@@ -127,7 +127,7 @@ def bytes_sent(port: int) -> int:
 
     (Playwright does not see the frames of the websocket Streamlit's page opens in its iframe.)
     """
-    out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True)
+    out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=False)
     return sum(int(n) for n in re.findall(r"bytes_sent:(\d+)", out.stdout))
 
 

@@ -90,9 +90,8 @@ def _request_state(self: Any) -> None:
     only when the state is indeed still empty. (Applied in the page's process, when Streamlit
     first loads this file.)
     """
-    from requests.exceptions import ConnectionError
-
     from lightning_app.utilities.state import headers_for
+    from requests.exceptions import ConnectionError
 
     if self._state is not None:
         return

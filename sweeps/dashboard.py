@@ -25,8 +25,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.command import expand
 from sweeps.export import best_trial
-from sweeps.space import QUANTILE_SUFFIX
 from sweeps.report import reason_headline
+from sweeps.space import QUANTILE_SUFFIX
 from sweeps.sweep import trial_params
 from sweeps.trial import script_args
 
@@ -134,7 +134,7 @@ def format_duration(seconds: float | None) -> str:
         return "—"
     if seconds < 9.95:
         return f"{seconds:.1f} s"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
     if seconds >= 60:

@@ -1,9 +1,8 @@
-from optuna.distributions import CategoricalDistribution, FloatDistribution
-from optuna.trial import TrialState, create_trial
-
 import json
 
 import hiplot as hip
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
 
 from sweeps.hiplot import experiment, standalone_html, trial_row
 
