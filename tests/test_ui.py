@@ -1,4 +1,4 @@
-"""The UI app in headless Chromium: press Run, watch the parallel-coordinates plot fill up."""
+"""The UI app in headless Chromium: Run to the end, best trial, failure reason, CSV download; Stop."""
 
 import csv
 import io
