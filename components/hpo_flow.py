@@ -115,7 +115,7 @@ class HPOFlow(LightningFlow):
     def _set_status(self, status: str) -> None:
         self.status = status
         if self.with_ui:
-            self.hiplot.status = status
+            self.hiplot.set_status(status, active=status in (RUNNING, STOPPING))
 
     def configure_layout(self):
         return [{"name": "Sweep", "content": self.hiplot}] if self.with_ui else []

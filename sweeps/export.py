@@ -26,10 +26,18 @@ FIXED_COLUMNS = ["number", "state", "value", "duration_s", "started", "completed
 def write_exports(trials: Sequence[FrozenTrial], output_dir: Path, metric: str, goal: str) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     _write_atomically(output_dir / "trials.csv", trials_csv(trials))
-    best = best_trial(trials, goal)
+    best = best_json(trials, metric, goal)
     if best is not None:
-        summary = {"number": best.number, "metric": metric, "value": best.value, "params": trial_params(best)}
-        _write_atomically(output_dir / "best.json", json.dumps(summary, indent=2) + "\n")
+        _write_atomically(output_dir / "best.json", best)
+
+
+def best_json(trials: Sequence[FrozenTrial], metric: str, goal: str) -> str | None:
+    """``best.json``: the best trial's number, value and parameters; None before a trial completed."""
+    best = best_trial(trials, goal)
+    if best is None:
+        return None
+    summary = {"number": best.number, "metric": metric, "value": best.value, "params": trial_params(best)}
+    return json.dumps(summary, indent=2) + "\n"
 
 
 def trials_csv(trials: Sequence[FrozenTrial]) -> str:

@@ -24,6 +24,9 @@ def experiment(trials: Iterable[FrozenTrial], metric: str) -> hip.Experiment:
     """The parallel-coordinates view: metric as the last axis and the colour, log axes for log parameters."""
     trials = [t for t in trials if t.state.is_finished()]
     exp = hip.Experiment.from_iterable(trial_row(t, metric) for t in trials)
+    # Rows as lists under one list of columns, not one dict per trial: about half the JSON the page
+    # receives (2.3 MB at 10,000 trials otherwise). HiPlot's own switch for it is private.
+    exp._compress = True
     if not trials:
         # HiPlot's parallel plot fails without columns; the table alone mounts the component.
         exp.enabledDisplays = [hip.Displays.TABLE]
@@ -38,6 +41,17 @@ def experiment(trials: Iterable[FrozenTrial], metric: str) -> hip.Experiment:
         exp.parameters_definition[name].type = hip.ValueType.NUMERIC_LOG
     exp.colorby = metric
     exp.enabledDisplays = [hip.Displays.PARALLEL_PLOT, hip.Displays.TABLE]
-    exp.display_data(hip.Displays.PARALLEL_PLOT).update({"hide": ["uid", "from_uid"]})
-    exp.display_data(hip.Displays.TABLE).update({"hide": ["uid", "from_uid"], "order_by": [["trial", "desc"]]})
+    params = list(dict.fromkeys(name for t in trials for name in trial_params(t)))
+    # Axes left to right: when, what was tried, how it ended, the metric (compressed rows lose the
+    # order). HiPlot's ``order`` lists the axes from the right.
+    order = [metric, "state", *reversed(params), "trial"]
+    exp.display_data(hip.Displays.PARALLEL_PLOT).update({"hide": ["uid", "from_uid"], "order": order})
+    exp.display_data(hip.Displays.TABLE).update(
+        {"hide": ["uid", "from_uid"], "order_by": [["trial", "desc"]], "order": order[::-1]}  # the table's: from the left
+    )
     return exp
+
+
+def standalone_html(trials: Iterable[FrozenTrial], metric: str) -> str:
+    """The plot as one HTML file that opens in any browser, without Sweeps or a server."""
+    return experiment(trials, metric).to_html()

@@ -5,7 +5,7 @@ import json
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeps.export import trials_csv, write_exports
+from sweeps.export import best_json, trials_csv, write_exports
 
 
 def trial(number, state, value=None, params=None, user_attrs=None):
@@ -45,3 +45,9 @@ def test_write_exports_replaces_files_whole(tmp_path):
     }
     write_exports(TRIALS, tmp_path / "max", "acc", "maximize")
     assert json.loads((tmp_path / "max" / "best.json").read_text())["params"] == {"lr": 7.0}
+
+
+def test_best_json_is_the_file_the_page_offers():
+    assert json.loads(best_json(TRIALS, "loss", "maximize")) == {"number": 3, "metric": "loss", "value": 0.75, "params": {"lr": 7.0}}
+    assert json.loads(best_json(TRIALS, "loss", "minimize"))["number"] == 2
+    assert best_json(TRIALS[1:2], "loss", "minimize") is None

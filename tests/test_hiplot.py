@@ -1,7 +1,10 @@
+import json
+
+import hiplot as hip
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeps.hiplot import experiment, trial_row
+from sweeps.hiplot import experiment, standalone_html, trial_row
 
 
 def trial(number, state, value=None):
@@ -34,3 +37,21 @@ def test_experiment_has_one_line_per_ended_trial_with_log_axes_and_metric_colour
 def test_empty_experiment_still_mounts():
     exp = experiment([], "acc")
     assert exp.datapoints == [] and exp.enabledDisplays == ["TABLE"]
+
+
+def test_axes_left_to_right_are_trial_params_state_metric():
+    exp = experiment([trial(0, TrialState.COMPLETE, 0.5), trial(1, TrialState.FAIL)], "acc")
+    order = exp.display_data(hip.Displays.PARALLEL_PLOT)["order"]
+    assert order == ["acc", "state", "kernel", "lr", "trial"], "HiPlot lists them from the right"
+    assert exp.display_data(hip.Displays.TABLE)["order"] == order[::-1], "its table from the left"
+
+
+def test_rows_are_sent_compressed():
+    data = experiment([trial(0, TrialState.COMPLETE, 0.5)], "acc")._asdict()
+    assert "datapoints_compressed" in data and "datapoints" not in data
+    json.dumps(data)
+
+
+def test_standalone_html_holds_the_trials():
+    html = standalone_html([trial(0, TrialState.COMPLETE, 0.5), trial(1, TrialState.COMPLETE, 0.25)], "acc")
+    assert html.lstrip().lower().startswith("<!doctype html") and "0.25" in html

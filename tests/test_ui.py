@@ -1,5 +1,7 @@
-"""The UI app in headless Chromium: press Run, watch the parallel-coordinates plot fill up."""
+"""The UI app in headless Chromium: Run to the end, best trial, failure reason, CSV download; Stop."""
 
+import csv
+import io
 import os
 import re
 import shutil
@@ -33,35 +35,55 @@ def browser():
         browser.close()
 
 
-def test_run_button_starts_the_sweep_and_the_plot_shows_every_trial(tmp_path, write_config, browser):
+def test_run_to_the_end_then_read_best_trial_failure_reason_and_download_the_csv(tmp_path, write_config, browser):
     out = ARTIFACTS / "ui"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    config = report_config(tmp_path)  # 5 trials
+    # x = 0 makes report.py raise (mode by_x); 8..11 complete with loss = x. Random proposals on this
+    # small space never repeat a configuration, so all five run: four finish, one fails.
+    config = report_config(
+        tmp_path, method="random", seed=1, run_cap=4,
+        parameters={"x": {"values": [0, 8, 9, 10, 11]}, "mode": {"value": "by_x"}},
+    )
     proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
     try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page = browser.new_page(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
         page.goto(url)
         sweep_page = page.frame_locator("iframe").first
-        sweep_page.get_by_text("0 of 5 trials finished · waiting").wait_for(timeout=60_000)
+        sweep_page.get_by_text("0 of 4 trials finished · waiting").wait_for(timeout=60_000)
         hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
         hiplot.locator("body").wait_for(timeout=30_000)  # mounted before the click (see STACK: lost clicks)
-        page.screenshot(path=out / "before-run.png")
+        page.screenshot(path=out / "before-run.png", full_page=True)
         assert not load_trials(config), "nothing runs before Run is pressed"
 
         sweep_page.get_by_role("button", name="Run", exact=True).click()
-        sweep_page.get_by_text("5 of 5 trials finished · finished").wait_for(timeout=90_000)
+        sweep_page.get_by_text("4 of 4 trials finished · finished").wait_for(timeout=90_000)
         hiplot.get_by_text(re.compile(r"5\s*/\s*5")).wait_for(timeout=30_000)  # HiPlot's "Selected: 5/5"
         time.sleep(1)  # let the plot draw its lines before the screenshot
-        page.screenshot(path=out / "after-run.png")
+        page.screenshot(path=out / "after-run.png", full_page=True)
 
         best = sweep_page.get_by_text("Best: trial").inner_text()
-        assert "loss = -2.5" in best
+        failure = sweep_page.locator("p", has_text="ValueError: bad x 0.0").first.inner_text()  # with its trial
+        with page.expect_download(timeout=30_000) as download:
+            sweep_page.get_by_role("button", name="trials.csv").click()
+        csv_text = Path(download.value.path()).read_text()
+        assert download.value.suggested_filename == "trials.csv"
+
+        sweep_page.get_by_role("tab", name="Optimisation history").click()
+        time.sleep(1.5)
+        page.screenshot(path=out / "history.png", full_page=True)
     finally:
         kill_group(proc)
 
     trials = load_trials(config)
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+    assert sorted(t.state.name for t in trials) == ["COMPLETE"] * 4 + ["FAIL"]
+    failed = next(t for t in trials if t.state == TrialState.FAIL)
+    winner = min((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert f"trial {winner.number}, loss = 8" in best and "x=8" in best
+    assert "ValueError: bad x 0.0" in failure and f"trial {failed.number}" in failure
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    assert sorted((int(r["number"]), r["state"]) for r in rows) == sorted((t.number, t.state.name) for t in trials)
+    assert next(r for r in rows if r["state"] == "FAIL")["fail_reason"].startswith("ValueError: bad x 0.0")
 
 
 def load_trials(config):
@@ -86,7 +108,7 @@ def test_stop_starts_no_new_trial_and_lets_running_ones_finish(tmp_path, write_c
         sweep_page.frame_locator("iframe[title*='hiplot']").locator("body").wait_for(timeout=60_000)
         sweep_page.get_by_role("button", name="Run", exact=True).click()
         sweep_page.get_by_text(re.compile(r"[1-9]\d* of 20 trials finished · running")).wait_for(timeout=60_000)
-        sweep_page.get_by_role("button", name="Stop", exact=True).click()
+        sweep_page.get_by_test_id("stButton").get_by_role("button", name="Stop", exact=True).click()
         clicked = time.time()
         sweep_page.get_by_text(re.compile(r"of 20 trials finished · stopped")).wait_for(timeout=30_000)
         page.screenshot(path=out / "stopped.png")

@@ -1,0 +1,306 @@
+"""What the sweep's page shows, computed from the Optuna storage without Lightning or Streamlit.
+
+The page polls every second. At 10,000 trials it must not rebuild its table, history and plot on
+every poll, so :class:`TrialLog` takes the storage's trials as they are now and says whether
+anything changed; an ended trial never changes again, so only trials that were still running
+(or are new) are looked at. Everything heavier (the table's rows, the history, the parameter
+importance) is derived from the log only when its :attr:`TrialLog.version` moved.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shlex
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.command import expand
+from sweeps.export import best_trial
+from sweeps.report import reason_headline
+from sweeps.space import QUANTILE_SUFFIX
+from sweeps.sweep import trial_params
+from sweeps.trial import script_args
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sweeps.config import SweepConfig
+
+ARGS_JSON_FILE = "${args_json_file}"
+
+#: The states the page counts, in the order it shows them.
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+#: The states a trials table row can have (a WAITING trial is a queued retry, not shown).
+SHOWN_STATES = list(STATES)
+
+
+class TrialLog:
+    """The sweep's trials as last read from the storage, and a version that moves when they change."""
+
+    def __init__(self, goal: str) -> None:
+        self.goal = goal
+        self.trials: list[FrozenTrial] = []
+        self.version = 0
+        self._ended: set[int] = set()  # numbers of trials that ended: they never change again
+        self._open: dict[int, TrialState] = {}  # trials not ended yet (RUNNING, WAITING) by number
+
+    def update(self, trials: Sequence[FrozenTrial]) -> bool:
+        """Take the storage's trials (``study.get_trials(deepcopy=False)``); whether any changed.
+
+        Only trials not seen ended before are compared, so a poll over 10,000 ended trials costs a
+        set lookup each.
+        """
+        changed = len(trials) != len(self.trials)
+        still_open: dict[int, TrialState] = {}
+        for trial in trials:
+            if trial.number in self._ended:
+                continue
+            if trial.state.is_finished():
+                self._ended.add(trial.number)
+                changed = True
+                continue
+            still_open[trial.number] = trial.state
+            changed = changed or self._open.get(trial.number) != trial.state
+        changed = changed or still_open.keys() != self._open.keys()
+        self._open = still_open
+        if changed:
+            self.trials = list(trials)
+            self.version += 1
+        return changed
+
+    def counts(self) -> Counter[str]:
+        return Counter(t.state.name for t in self.trials)
+
+    @property
+    def finished(self) -> int:
+        """Trials that count towards ``run_cap``: COMPLETE and PRUNED."""
+        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in self.trials)
+
+    def best(self) -> FrozenTrial | None:
+        return best_trial(self.trials, self.goal)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The status line: how far the sweep is, how long it has run and how long it may still take."""
+
+    finished: int
+    run_cap: int
+    elapsed: float | None  # seconds since Run, None before
+    remaining: float | None  # estimated seconds left, None while there is nothing to go by
+
+    @property
+    def fraction(self) -> float:
+        return min(self.finished / self.run_cap, 1.0) if self.run_cap else 1.0
+
+
+def progress(log: TrialLog, run_cap: int, started: float, ended: float, now: float | None = None) -> Progress:
+    """``started``/``ended``: when the sweep started and ended in this app (epoch seconds, 0 if not).
+
+    Time left extrapolates the rate at which trials finished since this app started the sweep
+    (trials kept from an earlier run do not count towards the rate).
+    """
+    now = time.time() if now is None else now
+    finished = log.finished
+    if not started:
+        return Progress(finished, run_cap, None, None)
+    elapsed = (ended or now) - started
+    if finished >= run_cap:
+        return Progress(finished, run_cap, elapsed, 0.0)
+    if ended:  # stopped or gave up: nothing more will run
+        return Progress(finished, run_cap, elapsed, None)
+    this_run = sum(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        and t.datetime_complete is not None
+        and t.datetime_complete.timestamp() >= started
+        for t in log.trials
+    )
+    remaining = (run_cap - finished) * elapsed / this_run if this_run else None
+    return Progress(finished, run_cap, elapsed, remaining)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``1 h 02 min``, ``3 min 05 s``, ``12 s``, ``0.4 s``; ``—`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How the sweep runs a trial's script: enough to write the command line of any trial."""
+
+    program: str
+    command: tuple[str, ...] | None  # the config's ``command`` unless it is W&B's default
+    log_dir: str  # where ``${args_json_file}`` files are (``output_dir/logs``)
+
+    @classmethod
+    def of(cls, config: SweepConfig) -> Launch:
+        return cls(str(config.program), config.custom_command, str(Path(config.output_dir).resolve() / "logs"))
+
+
+def command_line(launch: Launch, trial: FrozenTrial) -> str:
+    """A shell command that runs ``trial``'s script with its parameters exactly as the sweep did.
+
+    The default command runs the program in the work's warm Python, i.e. ``python program
+    --name=value ...``; a custom ``command`` is expanded with the same macros
+    (:func:`sweeps.command.expand`). ``${args_json_file}`` names the file the sweep wrote for
+    that trial, which is not written again here.
+    """
+    params = trial_params(trial)
+    if launch.command is None:
+        argv = [sys.executable, launch.program, *script_args(params)]
+    else:
+        json_file = Path(launch.log_dir) / f"{trial.number}.args.json"
+        argv = []
+        for part in launch.command:  # part by part, so that the JSON file is named, not written again
+            argv += [str(json_file)] if part == ARGS_JSON_FILE else expand([part], launch.program, params, json_file)
+    return shlex.join(argv)
+
+
+def config_view(config: SweepConfig) -> dict[str, Any]:
+    """The config as the page shows it, read-only: plain values, the space as the user wrote it."""
+    view: dict[str, Any] = {
+        "name": config.name,
+        "script": str(config.program),
+        "method": config.method,
+        "metric": f"{config.metric.goal} {config.metric.name}"
+        + (f" (target {config.metric.target:g})" if config.metric.target is not None else ""),
+        "run_cap": config.budget,
+        "parallel": config.parallel,
+        "storage": config.storage,
+    }
+    if config.custom_command:
+        view["command"] = " ".join(config.custom_command)
+    if config.early_terminate is not None:
+        view["early_terminate"] = config.early_terminate.model_dump(exclude_unset=True)
+    view["space"] = {name: spec.model_dump(exclude_unset=True, by_alias=True) for name, spec in config.parameters.items()}
+    return view
+
+
+def trial_rows(log: TrialLog, metric: str) -> pd.DataFrame:
+    """The trials table: number, state, metric value, parameters, duration, failure reason."""
+    import pandas as pd
+
+    records = []
+    for t in log.trials:
+        if t.state == TrialState.WAITING:  # a queued retry: not a trial yet
+            continue
+        record: dict[str, Any] = {"trial": t.number, "state": t.state.name, metric: t.value}
+        record.update(trial_params(t))
+        record["duration (s)"] = t.duration.total_seconds() if t.duration else None
+        record["failure reason"] = reason_headline(t) if t.state == TrialState.FAIL else ""
+        records.append(record)
+    frame = pd.DataFrame.from_records(records)
+    if frame.empty:
+        return pd.DataFrame(columns=["trial", "state", metric, "duration (s)", "failure reason"])
+    # the reason last, whatever parameters came first
+    return frame[[c for c in frame.columns if c != "failure reason"] + ["failure reason"]]
+
+
+def history(log: TrialLog, metric: str) -> pd.DataFrame:
+    """The optimisation history: each COMPLETE trial's value and the best so far, by trial number."""
+    import pandas as pd
+
+    better = max if log.goal == "maximize" else min
+    rows, best = [], None
+    for t in sorted((t for t in log.trials if t.state == TrialState.COMPLETE and _finite(t.value)), key=lambda t: t.number):
+        best = t.value if best is None else better(best, t.value)
+        rows.append({"trial": t.number, metric: t.value, "best so far": best})
+    return pd.DataFrame(rows, columns=["trial", metric, "best so far"])
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    reason: str
+    count: int
+    trials: tuple[int, ...]  # the latest few, newest first
+
+
+def failures(log: TrialLog, shown: int = 5) -> list[FailureGroup]:
+    """FAIL trials grouped by the first line of their reason, most frequent first."""
+    groups: dict[str, list[int]] = {}
+    for t in log.trials:
+        if t.state == TrialState.FAIL:
+            groups.setdefault(reason_headline(t), []).append(t.number)
+    return [
+        FailureGroup(reason, len(numbers), tuple(sorted(numbers, reverse=True)[:shown]))
+        for reason, numbers in sorted(groups.items(), key=lambda item: -len(item[1]))
+    ]
+
+
+class Importance:
+    """Optuna's parameter importance, computed rarely: it takes seconds on thousands of trials.
+
+    It is recomputed once at least ``MIN_TRIALS`` trials are COMPLETE, then only when their number
+    has grown by ``GROWTH`` (a fifth) and ``MIN_SECONDS`` have passed, on at most ``SAMPLE``
+    of them (drawn at random, the same draw for the same trials) so that its cost stays bounded.
+    """
+
+    MIN_TRIALS = 10
+    GROWTH = 1.2
+    MIN_SECONDS = 30.0
+    SAMPLE = 1000
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+        self.based_on = 0  # COMPLETE trials the values were computed from
+        self.seconds = 0.0  # how long the last computation took
+        self._at = -math.inf
+
+    def due(self, complete: int, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if complete < self.MIN_TRIALS:
+            return False
+        if not self.based_on:
+            return True
+        return complete >= self.based_on * self.GROWTH and now - self._at >= self.MIN_SECONDS
+
+    def update(self, log: TrialLog, now: float | None = None) -> bool:
+        """Recompute if due; whether the values changed."""
+        complete = [t for t in log.trials if t.state == TrialState.COMPLETE and _finite(t.value)]
+        if not self.due(len(complete), now):
+            return False
+        started = time.monotonic()
+        self.values = param_importances(complete, log.goal, self.SAMPLE)
+        self.seconds = time.monotonic() - started
+        self.based_on = len(complete)
+        self._at = time.monotonic() if now is None else now
+        return True
+
+
+def param_importances(complete: Sequence[FrozenTrial], goal: str, sample: int) -> dict[str, float]:
+    """``optuna.importance.get_param_importances`` on at most ``sample`` of the COMPLETE trials.
+
+    Optuna's importance needs a study; an in-memory copy holds the sample. Parameters sampled as
+    quantiles are reported under their own name. Empty when the trials share no varying parameter.
+    """
+    if len(complete) > sample:
+        complete = random.Random(len(complete)).sample(list(complete), sample)
+    study = optuna.create_study(direction=goal)
+    study.add_trials(complete)
+    try:
+        values = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError):  # e.g. no parameter common to all the trials
+        return {}
+    return {name.removesuffix(QUANTILE_SUFFIX): value for name, value in values.items()}
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

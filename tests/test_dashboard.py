@@ -1,0 +1,226 @@
+"""sweeps.dashboard: what the page shows, from trials made with Optuna directly (no app, no browser)."""
+
+import datetime as dt
+import json
+import shlex
+import sys
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from sweeps.config import parse_config
+from sweeps.dashboard import (
+    Importance,
+    Launch,
+    TrialLog,
+    command_line,
+    config_view,
+    failures,
+    format_duration,
+    history,
+    param_importances,
+    progress,
+    trial_rows,
+)
+from sweeps.sweep import PARAMS_ATTR, REASON_ATTR
+from tests.conftest import SCRIPTS
+
+DISTRIBUTIONS = {"lr": FloatDistribution(1e-4, 1.0, log=True), "kernel": CategoricalDistribution(["rbf", "poly"])}
+T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
+
+
+def trial(number, state=TrialState.COMPLETE, value=None, lr=0.01, kernel="rbf", reason=None, ended=None, attrs=None):
+    user_attrs = dict(attrs or {})
+    if reason is not None:
+        user_attrs[REASON_ATTR] = reason
+    finished = state.is_finished()
+    t = create_trial(
+        state=state,
+        value=value if state == TrialState.COMPLETE else None,
+        params={"lr": lr, "kernel": kernel},
+        distributions=DISTRIBUTIONS,
+        user_attrs=user_attrs,
+    )
+    t.number = number
+    t.datetime_start = T0
+    t.datetime_complete = (T0 + dt.timedelta(seconds=ended if ended is not None else number + 1)) if finished else None
+    return t
+
+
+def test_log_moves_only_when_a_trial_starts_or_ends():
+    log = TrialLog("minimize")
+    running = trial(1, TrialState.RUNNING)
+    assert log.update([trial(0, value=0.5), running])
+    version = log.version
+    assert not log.update([trial(0, value=0.5), running]), "nothing changed"
+    assert log.version == version
+    assert log.update([trial(0, value=0.5), trial(1, value=0.2)]), "the running trial ended"
+    assert not log.update([trial(0, value=0.5), trial(1, value=0.2)])
+    assert log.update([trial(0, value=0.5), trial(1, value=0.2), trial(2, TrialState.RUNNING)]), "a new trial"
+    assert log.counts() == {"COMPLETE": 2, "RUNNING": 1}
+    assert log.finished == 2
+    assert log.best().number == 1
+
+
+def test_log_of_10000_ended_trials_answers_an_unchanged_poll_quickly():
+    import time
+
+    trials = [trial(i, value=float(i)) for i in range(10_000)]
+    log = TrialLog("minimize")
+    log.update(trials)
+    started = time.perf_counter()
+    assert not log.update(trials)
+    assert time.perf_counter() - started < 0.05
+
+
+def test_best_follows_the_goal():
+    trials = [trial(0, value=0.5), trial(1, value=0.9), trial(2, TrialState.FAIL)]
+    for goal, number in (("minimize", 0), ("maximize", 1)):
+        log = TrialLog(goal)
+        log.update(trials)
+        assert log.best().number == number
+
+
+def test_progress_extrapolates_the_rate_since_run():
+    log = TrialLog("minimize")
+    started = T0.timestamp()
+    # trial 0 ended before this app started the sweep (kept from an earlier run); 1 and 2 after
+    log.update([trial(0, value=1.0, ended=-60), trial(1, value=1.0, ended=10), trial(2, value=1.0, ended=20)])
+    p = progress(log, run_cap=10, started=started, ended=0, now=started + 20)
+    assert (p.finished, p.elapsed) == (3, 20)
+    assert p.remaining == pytest.approx(7 * 20 / 2)  # 2 trials in 20 s, 7 to go
+    assert p.fraction == pytest.approx(0.3)
+
+
+def test_progress_before_run_after_the_end_and_when_stopped():
+    log = TrialLog("minimize")
+    log.update([trial(0, value=1.0)])
+    assert progress(log, 2, started=0, ended=0) == progress(log, 2, 0, 0, now=123)
+    assert progress(log, 2, started=0, ended=0).elapsed is None
+    stopped = progress(log, 2, started=100, ended=130, now=500)
+    assert (stopped.elapsed, stopped.remaining) == (30, None)
+    log.update([trial(0, value=1.0), trial(1, value=2.0)])
+    done = progress(log, 2, started=100, ended=130, now=500)
+    assert (done.elapsed, done.remaining, done.fraction) == (30, 0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "seconds, text", [(None, "—"), (0.26, "0.3 s"), (12, "12 s"), (185, "3 min 05 s"), (3725, "1 h 02 min")]
+)
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_command_line_is_what_the_default_command_ran():
+    t = trial(3, value=0.1, lr=0.000123456789, kernel="poly")
+    line = command_line(Launch("/s/train.py", None, "/out/logs"), t)
+    assert shlex.split(line) == [sys.executable, "/s/train.py", "--lr=0.000123456789", "--kernel=poly"]
+
+
+def test_command_line_takes_values_mapped_from_quantiles():
+    t = trial(3, value=0.1, attrs={PARAMS_ATTR: {"width": 64}})
+    assert shlex.split(command_line(Launch("/s/train.py", None, "/out/logs"), t))[-1] == "--width=64"
+
+
+def test_command_line_of_a_custom_command_names_the_json_file_without_writing_it(tmp_path):
+    launch = Launch("/s/train.py", ("${env}", "A=1", "${interpreter}", "${program}", "${args_json_file}", "${args_json}"), str(tmp_path))
+    argv = shlex.split(command_line(launch, trial(7, value=0.1)))
+    assert argv == [
+        "/usr/bin/env", "A=1", sys.executable, "/s/train.py", str(tmp_path / "7.args.json"),
+        json.dumps({"lr": 0.01, "kernel": "rbf"}),
+    ]
+    assert not (tmp_path / "7.args.json").exists()
+
+
+def test_launch_and_config_view_of_a_real_config(tmp_path):
+    raw = {
+        "name": "demo", "program": str(SCRIPTS / "report.py"), "method": "random", "run_cap": 5,
+        "metric": {"name": "loss", "goal": "minimize", "target": 0.1},
+        "parameters": {"x": {"distribution": "log_uniform_values", "min": 0.01, "max": 1}, "opt": {"values": ["a", "b"]}},
+        "output_dir": str(tmp_path / "out"),
+    }
+    config = parse_config(raw, base_dir=tmp_path)
+    view = config_view(config)
+    assert view["name"] == "demo" and view["method"] == "random" and view["run_cap"] == 5
+    assert view["metric"] == "minimize loss (target 0.1)"
+    assert view["script"] == str(SCRIPTS / "report.py")
+    assert view["space"] == {"x": {"distribution": "log_uniform_values", "min": 0.01, "max": 1}, "opt": {"values": ["a", "b"]}}
+    assert {"parallel", "storage"} <= view.keys()
+    json.dumps(view)  # it travels in the app's state
+    launch = Launch.of(config)
+    assert launch == Launch(str(SCRIPTS / "report.py"), None, str((tmp_path / "out" / "logs").resolve()))
+
+
+def test_table_rows_carry_state_value_params_duration_and_the_reason_headline():
+    log = TrialLog("minimize")
+    log.update([
+        trial(0, value=0.5),
+        trial(1, TrialState.FAIL, reason="ValueError: bad lr (at train.py:3)\n--- last output ---\nboom"),
+        trial(2, TrialState.WAITING),
+    ])
+    rows = trial_rows(log, "loss")
+    assert list(rows.columns) == ["trial", "state", "loss", "lr", "kernel", "duration (s)", "failure reason"]
+    assert rows["trial"].tolist() == [0, 1], "a queued retry is not a row"
+    assert rows["failure reason"].tolist() == ["", "ValueError: bad lr (at train.py:3)"]
+    assert rows.loc[0, "duration (s)"] == 1.0
+    assert trial_rows(TrialLog("minimize"), "loss").empty
+
+
+def test_history_is_each_value_and_the_best_so_far_by_trial_number():
+    log = TrialLog("maximize")
+    log.update([trial(2, value=0.7), trial(0, value=0.5), trial(1, TrialState.FAIL), trial(3, value=0.6)])
+    frame = history(log, "acc")
+    assert frame.to_dict("list") == {"trial": [0, 2, 3], "acc": [0.5, 0.7, 0.6], "best so far": [0.5, 0.7, 0.7]}
+
+
+def test_failures_grouped_by_first_line_most_frequent_first():
+    log = TrialLog("minimize")
+    log.update([
+        trial(0, TrialState.FAIL, reason="exit code 3"),
+        trial(1, TrialState.FAIL, reason="timeout after 5 s\n--- last output ---\nx"),
+        trial(2, TrialState.FAIL, reason="exit code 3"),
+        trial(3, value=1.0),
+    ])
+    groups = failures(log)
+    assert [(g.reason, g.count, g.trials) for g in groups] == [("exit code 3", 2, (2, 0)), ("timeout after 5 s", 1, (1,))]
+
+
+def make_trials(n):
+    """lr decides the value; kernel is noise."""
+    import random
+
+    rng = random.Random(0)
+    out = []
+    for i in range(n):
+        lr = 10 ** rng.uniform(-4, 0)
+        out.append(trial(i, value=abs(lr - 0.01) * 100 + rng.random() * 0.01, lr=lr, kernel=rng.choice(["rbf", "poly"])))
+    return out
+
+
+def test_importance_finds_the_parameter_that_matters():
+    values = param_importances(make_trials(60), "minimize", sample=1000)
+    assert set(values) == {"lr", "kernel"}
+    assert values["lr"] > values["kernel"]
+
+
+def test_importance_is_computed_rarely():
+    importance, log = Importance(), TrialLog("minimize")
+    log.update(make_trials(importance.MIN_TRIALS - 1))
+    assert not importance.update(log, now=0), "too few trials"
+    log.update(make_trials(20))
+    assert importance.update(log, now=0) and importance.based_on == 20
+    log.update(make_trials(30))
+    assert not importance.update(log, now=1), "not yet: grown, but computed a second ago"
+    assert importance.update(log, now=1 + importance.MIN_SECONDS) and importance.based_on == 30
+    assert not importance.update(log, now=1000), "not grown by a fifth"
+
+
+def test_importance_samples_a_large_sweep(monkeypatch):
+    added = []
+    original = optuna.Study.add_trials
+    monkeypatch.setattr(optuna.Study, "add_trials", lambda study, trials: (added.append(len(trials)), original(study, trials)))
+    values = param_importances(make_trials(300), "minimize", sample=100)
+    assert added == [100]
+    assert values["lr"] > values["kernel"]
