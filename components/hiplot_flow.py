@@ -29,6 +29,7 @@ from lightning_app.frontend import StreamlitFrontend  # noqa: E402
 
 from sweeps.config import SweepConfig  # noqa: E402
 from sweeps.dashboard import Launch, config_view  # noqa: E402
+from sweeps.storage import redacted  # noqa: E402
 
 #: How often the page asks the app for its state and the storage for new trials.
 POLL_SECONDS = 1.0
@@ -47,7 +48,7 @@ class HiPlotFlow(LightningFlow):
         self.run_cap = config.budget
         self.description = (
             f"{config.program.name} · method {config.method} · {config.metric.goal} {config.metric.name} · "
-            f"{config.parallel} at once · {config.storage}"
+            f"{config.parallel} at once · {redacted(config.storage)}"
         )
         self.config = config_view(config)  # shown read-only
         launch = Launch.of(config)  # to write the best trial's command line
@@ -57,17 +58,6 @@ class HiPlotFlow(LightningFlow):
         self.ended_at = 0.0  # when it ended
         self.run_requested = False  # set by the page's Run button
         self.stop_requested = False  # set by the page's Stop button
-        self.ended = 0  # trials that ended while this app ran
-        self.latest_trial: dict[str, Any] | None = None
-
-    def run(self, trial: dict[str, Any]) -> None:
-        """One ended trial (number, parameters, state, metric): counted and kept as the latest.
-
-        The page itself reads the trials from the storage; these two are for whoever reads the
-        app's state (``GET /api/v1/state``).
-        """
-        self.ended += 1
-        self.latest_trial = trial
 
     def set_status(self, status: str, active: bool) -> None:
         """``active``: trials run or may start; the page's clock runs from the first such status to the next other."""
@@ -243,7 +233,9 @@ def _study(storage: str, study_name: str) -> Any | None:
     @st.cache_resource(show_spinner=False)
     def load(storage: str, study_name: str) -> optuna.Study:
         # One study object per page server: Optuna's cached storage then fetches only new trials.
-        return optuna.load_study(study_name=study_name, storage=storage)
+        from sweeps.storage import open_storage
+
+        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
 
     try:
         return load(storage, study_name)

@@ -21,7 +21,6 @@ from components.hiplot_flow import HiPlotFlow
 from components.objective import ObjectiveWork
 from components.wake_up import wake_flow_every
 from sweeps.config import SweepConfig
-from sweeps.hiplot import trial_row
 from sweeps.export import write_exports
 from sweeps.report import failure_summary, progress_line, summary
 from sweeps.scheduler import schedule
@@ -69,8 +68,6 @@ class HPOFlow(LightningFlow):
     def run(self) -> None:
         sweep = self.sweep  # opens the study at start-up, so the UI can show it before Run
         sweep.sync(force=False)  # a shared sweep: what the other workers did, at most once a second
-        if sweep.shared and self.with_ui:
-            self.hiplot.ended = sweep.ended  # every worker's trials: the page's signal to read them
         if self.status == WAITING and self._start_requested():
             sweep.resume()  # starting a worker (or Run) runs the whole sweep again after a Stop
             self._set_status(RUNNING)
@@ -99,8 +96,6 @@ class HPOFlow(LightningFlow):
 
     def _on_trial_end(self, trial: FrozenTrial) -> None:
         print(progress_line(self.sweep, trial), flush=True)
-        if self.with_ui:
-            self.hiplot.run(trial_row(trial, self._config.metric.name))
         if time.monotonic() - self._exported > EXPORT_SECONDS:
             self._export()
 

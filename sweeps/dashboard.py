@@ -27,6 +27,7 @@ from sweeps.command import expand
 from sweeps.export import best_trial
 from sweeps.report import reason_headline
 from sweeps.space import QUANTILE_SUFFIX
+from sweeps.storage import redacted
 from sweeps.sweep import trial_params
 from sweeps.trial import script_args
 
@@ -184,7 +185,7 @@ def config_view(config: SweepConfig) -> dict[str, Any]:
         + (f" (target {config.metric.target:g})" if config.metric.target is not None else ""),
         "run_cap": config.budget,
         "parallel": config.parallel,
-        "storage": config.storage,
+        "storage": redacted(config.storage),
     }
     if config.custom_command:
         view["command"] = " ".join(config.custom_command)

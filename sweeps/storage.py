@@ -13,6 +13,7 @@ import os
 import warnings
 
 import optuna
+import sqlalchemy
 from sqlalchemy import event
 
 _claims: list[int] = []  # open lock files: the claims last as long as this process
@@ -81,6 +82,11 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | Non
     event.listen(storage.engine, "connect", _wal)
     storage.engine.dispose()  # connections opened before the listener get it too
     return storage
+
+
+def redacted(url: str) -> str:
+    """The URL as it may be shown (on the page, in logs): without its password."""
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def _with_driver(url: str) -> str:

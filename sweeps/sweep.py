@@ -122,11 +122,6 @@ class Sweep:
         return self.counts[COMPLETE] + self.counts[PRUNED]
 
     @property
-    def ended(self) -> int:
-        """Trials that ended, whatever their state."""
-        return self.finished + self.counts["FAIL"]
-
-    @property
     def done(self) -> bool:
         return self.finished >= self.config.budget or self.gave_up or self.target_reached or self.stopped
 

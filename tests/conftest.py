@@ -74,6 +74,21 @@ def run_headless(config_path: Path, cwd: Path, timeout: float = 180):
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
+def start_worker(config_path: Path, cwd: Path, log_path: Path) -> subprocess.Popen:
+    """Start a headless worker; return once it has started trials (and so holds its server port)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "w")
+    proc = subprocess.Popen(lightning_command("app_wo_ui.py"), cwd=cwd, env=app_env(config_path),
+                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while "trials already finished" not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill_group(proc)
+            raise AssertionError(f"worker did not start:\n{log_path.read_text()}")
+        time.sleep(0.1)
+    return proc
+
+
 def kill_group(proc) -> None:
     """Lightning leaves Streamlit, the API server and the works behind on a plain kill: end them all."""
     import signal

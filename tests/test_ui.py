@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ARTIFACTS, kill_group, report_config, start_ui_app
+from tests.conftest import ARTIFACTS, kill_group, report_config, start_ui_app, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -119,3 +119,44 @@ def test_stop_starts_no_new_trial_and_lets_running_ones_finish(tmp_path, write_c
     assert all(t.state == TrialState.COMPLETE for t in trials), "the running trials finished"
     assert len(trials) < 20
     assert all(t.datetime_start.timestamp() < clicked + 0.5 for t in trials), "no trial started after Stop"
+
+
+def test_the_page_watches_a_shared_sweep_and_its_stop_stops_every_worker(tmp_path, write_config, browser, shared_storage):
+    out = ARTIFACTS / "ui-shared"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    storage, name = shared_storage
+    config = report_config(
+        tmp_path, name=name, storage=storage, method="random", run_cap=60, parallel=1, heartbeat_interval=1,
+        parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 1.0}},
+    )
+    path = write_config(config)
+    worker = start_worker(path, tmp_path / "worker", out / "worker.log")
+    proc = None
+    try:
+        proc, url = start_ui_app(path, cwd=tmp_path, log_path=out / "app.log")
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        sweep_page = page.frame_locator("iframe").first
+        sweep_page.frame_locator("iframe[title*='hiplot']").locator("body").wait_for(timeout=60_000)
+        # Before Run, the page already follows the other worker's trials.
+        sweep_page.get_by_text(re.compile(r"[1-9]\d* of 60 trials finished · waiting")).wait_for(timeout=30_000)
+        page.screenshot(path=out / "watching.png")
+        sweep_page.get_by_role("button", name="Run", exact=True).click()
+        sweep_page.get_by_text(re.compile(r"of 60 trials finished · running")).wait_for(timeout=30_000)
+        time.sleep(2.5)  # this app runs some trials too
+        sweep_page.get_by_test_id("stButton").get_by_role("button", name="Stop", exact=True).click()
+        clicked = time.time()
+        sweep_page.get_by_text(re.compile(r"of 60 trials finished · stopped")).wait_for(timeout=30_000)
+        assert worker.wait(timeout=30) == 0, (out / "worker.log").read_text()  # the other worker stopped too
+        page.screenshot(path=out / "stopped.png")
+    finally:
+        kill_group(worker)
+        if proc is not None:
+            kill_group(proc)
+    trials = optuna.load_study(study_name=name, storage=storage.replace("postgresql://", "postgresql+psycopg2://")).trials
+    assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) < 60
+    # Each worker reads the Stop within a second; a trial it started just before may follow.
+    assert all(t.datetime_start.timestamp() < clicked + 1.5 for t in trials), "no trial started after Stop"
+    assert "stopping" in (out / "worker.log").read_text()
+    assert re.search(r"\] trial \d+ COMPLETE", (out / "app.log").read_text()), "the UI app ran trials too"

@@ -3,7 +3,6 @@
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 
@@ -15,7 +14,7 @@ from sweeps.config import parse_config
 from sweeps.errors import ConfigError
 from sweeps.sweep import ATTEMPT_ATTR, REASON_ATTR, RETRY_OF_ATTR, WORKER_LOST, Sweep, trial_params
 from sweeps.trial import COMPLETE, TrialResult
-from tests.conftest import SCRIPTS, app_env, kill_group, lightning_command, report_config
+from tests.conftest import SCRIPTS, kill_group, report_config, start_worker
 
 
 def shared_config(tmp_path, shared_storage, **overrides):
@@ -134,21 +133,6 @@ def test_an_unknown_storage_is_one_line_naming_the_key(tmp_path):
 
 
 # -- the real app: several `lightning_app run app app_wo_ui.py` on one sweep -------------------------
-
-
-def start_worker(config_path, cwd, log_path):
-    """Start a headless worker; return once it has started trials (and so holds its server port)."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "w")
-    proc = subprocess.Popen(lightning_command("app_wo_ui.py"), cwd=cwd, env=app_env(config_path),
-                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while "trials already finished" not in log_path.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            kill_group(proc)
-            raise AssertionError(f"worker did not start:\n{log_path.read_text()}")
-        time.sleep(0.1)
-    return proc
 
 
 def trials_run_by(log_text: str) -> set[int]:
