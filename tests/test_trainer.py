@@ -54,7 +54,8 @@ def test_a_package_that_is_not_installed_is_not_traced(tmp_path, monkeypatch):
 
     script = tmp_path / "train.py"
     script.write_text("import lightning\n")
-    monkeypatch.delitem(sys.modules, "lightning.pytorch", raising=False)
+    for package in ("lightning.pytorch", "pytorch_lightning"):  # as if nothing had imported them yet
+        monkeypatch.delitem(sys.modules, package, raising=False)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert trainer_packages(str(script)) == []
 
