@@ -154,10 +154,12 @@ def callback_class(package: str) -> type:
             self.stopping = False
 
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-            if trainer.sanity_checking or not trainer.is_global_zero:
+            # Not the sanity check, nor a trainer.validate() after fit: those are no epoch of training.
+            if trainer.sanity_checking or trainer.state.fn != "fit":
                 return
-            self._print(trainer, VALIDATION)
-            if os.path.exists(self.hooks.stop_file):
+            if trainer.is_global_zero:
+                self._print(trainer, VALIDATION)
+            if os.path.exists(self.hooks.stop_file):  # every rank that has the callback stops
                 self.stopping = True
                 trainer.should_stop = True
 

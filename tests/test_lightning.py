@@ -74,6 +74,12 @@ def test_a_script_that_prints_its_metric_is_not_reported_twice(argparse_work, fi
     assert argparse_work.result["value"] == got[-1][1]
 
 
+def test_a_validation_after_fit_is_not_an_epoch_of_training(argparse_work):
+    argparse_work.run(5, {"trainer.max_epochs": 2, "validate_after": 1})
+    assert [step for step, _ in values(argparse_work, 5)] == [0, 1]
+    assert argparse_work.result["state"] == "COMPLETE"
+
+
 def test_a_global_variable_beats_the_trainers_values(argparse_work):
     argparse_work.run(3, {"trainer.max_epochs": 2, "global_var": 1})
     assert argparse_work.result["value"] == -1.0

@@ -2,7 +2,7 @@
 argparse with dotted option names (`--model.lr`), a tiny model on random data, `val_loss` logged
 with `self.log`. It prints the metric itself only with `--print=epoch` (at each validation epoch
 end) or `--print=end` (once, after fit); with `--global_var=1` it leaves a global `val_loss = -1`.
-`--sleep` slows each training step down."""
+`--sleep` slows each training step down; `--validate_after=1` calls trainer.validate() after fit."""
 
 import argparse
 import time
@@ -19,6 +19,7 @@ parser.add_argument("--trainer.max_epochs", dest="max_epochs", type=int, default
 parser.add_argument("--print", choices=["none", "epoch", "end"], default="none")
 parser.add_argument("--global_var", type=int, default=0)
 parser.add_argument("--sleep", type=float, default=0.0)
+parser.add_argument("--validate_after", type=int, default=0, help="1: trainer.validate() after fit")
 args = parser.parse_args()
 
 
@@ -52,7 +53,10 @@ trainer = pl.Trainer(
     max_epochs=args.max_epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
     enable_model_summary=False, callbacks=ModelCheckpoint(monitor="val_loss"),
 )
-trainer.fit(Tiny(), DataLoader(data, batch_size=16), DataLoader(data, batch_size=64))
+model = Tiny()
+trainer.fit(model, DataLoader(data, batch_size=16), DataLoader(data, batch_size=64))
+if args.validate_after:
+    trainer.validate(model, DataLoader(data, batch_size=64), verbose=False)
 if args.print == "end":
     print(f"val_loss={float(trainer.callback_metrics['val_loss']) + 1000}")
 if args.global_var:
