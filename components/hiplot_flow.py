@@ -69,6 +69,11 @@ class _StreamlitFrontend(StreamlitFrontend):
         extra = {"STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer"}  # no "Deploy" button on a local sweep
         if constants.APP_SERVER_PORT != 7501:
             extra["LIGHTNING_APP_STATE_URL"] = f"http://127.0.0.1:{constants.APP_SERVER_PORT}"
+        # With torch installed (the Lightning extra), lightning-app imports it in the page's process
+        # too: Streamlit's watcher (live reload of the page's code) then scans ~2,800 modules on every
+        # rerun (0.15 s), and its top bar shows a second "Stop" button (stop the script) meanwhile.
+        extra["STREAMLIT_SERVER_FILE_WATCHER_TYPE"] = "none"
+        extra["STREAMLIT_UI_HIDE_TOP_BAR"] = "true"
         saved = {name: os.environ.get(name) for name in extra}
         os.environ.update(extra)
         try:
