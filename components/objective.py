@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from lightning_app.components import TracerPythonScript
-from lightning_app.utilities.tracer import Tracer
 from lightning_app.utilities.enum import CacheCallsKeys
 from lightning_app.utilities.proxies import WorkRunExecutor
+from lightning_app.utilities.tracer import Tracer
 
 from sweeps.command import expand, in_process_args
 from sweeps.metrics import MetricReader

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def stop_grace(validation_times: Sequence[float], started: float) -> float:
     script that does not stop by then is killed, and still ends PRUNED.
     """
     times = [started, *validation_times]
-    longest = max((b - a for a, b in zip(times, times[1:])), default=0.0)
+    longest = max((b - a for a, b in pairwise(times)), default=0.0)
     return max(MIN_GRACE_SECONDS, 2 * longest)
 
 
