@@ -138,11 +138,11 @@ def _supervise(
                 break
             stop = should_stop()
             now = time.monotonic()
-            if deadline is not None and now > deadline:
+            if deadline is not None and now > deadline and not end.stopped:
                 end.timed_out = True
             elif stop and not end.stopped:
-                end.stopped = True
-                kill_at = now + stop_grace()
+                end.stopped = True  # and stays so: a deadline within the grace kills it, PRUNED all the same
+                kill_at = min(now + stop_grace(), math.inf if deadline is None else deadline)
                 if now < kill_at:
                     continue
             elif now < kill_at:

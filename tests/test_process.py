@@ -20,7 +20,7 @@ def stops_itself_when_asked(flag: str):
     return target
 
 
-def run_and_stop(tmp_path, grace: float):
+def run_and_stop(tmp_path, grace: float, timeout: float = 30):
     flag = str(tmp_path / "stop")
     out: list[str] = []
     asked: list[float] = []
@@ -31,7 +31,7 @@ def run_and_stop(tmp_path, grace: float):
             open(flag, "w").close()
         return True
 
-    end = run_forked(stops_itself_when_asked(flag), out.append, out.append, 30, should_stop, lambda: grace)
+    end = run_forked(stops_itself_when_asked(flag), out.append, out.append, timeout, should_stop, lambda: grace)
     return end, "".join(out), time.monotonic() - asked[0]
 
 
@@ -52,3 +52,9 @@ def test_a_child_that_does_not_end_within_its_grace_period_is_killed(tmp_path):
     end, out, took = run_and_stop(tmp_path, grace=0.1)
     assert end.stopped and end.signal == signal.SIGKILL and "wound down" not in out
     assert 0.1 <= took < 0.3
+
+
+def test_the_deadline_cuts_a_grace_period_short_and_the_trial_stays_stopped(tmp_path):
+    end, out, took = run_and_stop(tmp_path, grace=5.0, timeout=0.2)
+    assert end.stopped and not end.timed_out and end.signal == signal.SIGKILL
+    assert took < 0.3
