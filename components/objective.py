@@ -6,6 +6,11 @@ starts with those imports already loaded and which the work supervises: the scri
 read for the metric as it is printed, a deadline is enforced, and an exception, a non-zero exit,
 a signal (abort, segfault, OOM kill) or a timeout becomes a FAIL with its reason. Whatever the
 script does, the work survives to report.
+
+A script that builds a PyTorch Lightning ``Trainer`` gets a callback through the tracer
+(``configure_tracer``, ``sweeps.trainer``): it reports ``trainer.callback_metrics`` after each
+validation, stops the Trainer cleanly when the pruner says so (the work then waits for it, up to
+a grace period, instead of killing it at once), and names the best checkpoint.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from typing import Any
 from lightning_app.components import TracerPythonScript
 from lightning_app.utilities.enum import CacheCallsKeys
 from lightning_app.utilities.proxies import WorkRunExecutor
+from lightning_app.utilities.tracer import Tracer
 
-from sweeps.command import expand
+from sweeps.command import expand, in_process_args
 from sweeps.metrics import MetricReader
 from sweeps.process import import_dependencies, run_forked
-from sweeps.trial import TrialResult, judge, script_args
+from sweeps.trainer import TrialHooks, trace_trainers, trainer_packages
+from sweeps.trial import TrialResult, judge
 
 
 #: Intermediate values reach the flow at most this often (a script may print thousands a second).
@@ -57,7 +64,7 @@ class ObjectiveWork(TracerPythonScript):
         # raise_exception=False: an error in the work must not stop the app (Lightning would, ~30 s later).
         super().__init__(script_path=program, parallel=True, raise_exception=False)
         self.metric = metric
-        self.command = list(command) if command else None  # None: the program runs in-process
+        self.command = list(command) if command else None  # None: W&B's default command
         self.log_dir = log_dir
         self.timeout = timeout
         self.result: dict[str, Any] | None = None
@@ -65,6 +72,8 @@ class ObjectiveWork(TracerPythonScript):
         # deltas of a growing list lose items when two of them reach the flow together.)
         self.progress = ""
         self._warm = False
+        self._trainer_packages: list[str] = []  # the Lightning packages whose Trainer the script uses
+        self._hooks: TrialHooks | None = None  # the running trial's, for the traced Trainer's callback
 
     # -- in the flow's process -------------------------------------------------------------------
 
@@ -111,14 +120,20 @@ class ObjectiveWork(TracerPythonScript):
     # -- in the work's process -------------------------------------------------------------------
 
     def run(self, trial_number: int, params: dict[str, Any]) -> None:
-        if not self._warm and self.command is None:
+        in_process = in_process_args(self.command)  # the program's arguments, when it runs in this process
+        if not self._warm and in_process is not None:
             import_dependencies(self.script_path)
+            self._trainer_packages = trainer_packages(self.script_path)
             self._warm = True
-        self.script_args = script_args(params)
+        Path(self.log_dir).mkdir(parents=True, exist_ok=True)
+        json_file = Path(self.log_dir) / f"{trial_number}.args.json"
+        self.script_args = expand(in_process, self.script_path, params, json_file) if in_process is not None else []
         reader = MetricReader(self.metric)
         log_path = Path(self.log_dir) / f"{trial_number}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         stop_file = self._stop_file(trial_number)
+        # A trial's Trainer writes its logs and checkpoints under output_dir/trials/<number>/.
+        root_dir = Path(self.log_dir).parent / "trials" / str(trial_number)
+        self._hooks = TrialHooks(self.metric, str(stop_file.absolute()), str(root_dir.absolute()))
         pushed, pushed_at = 0, 0.0
 
         def stdout(text: str) -> None:
@@ -135,7 +150,9 @@ class ObjectiveWork(TracerPythonScript):
 
         started = time.monotonic()
         with open(log_path, "w") as log:
-            end = run_forked(self._target(trial_number, params), stdout, log.write, self.timeout, check_in)
+            end = run_forked(
+                self._target(trial_number, params), stdout, log.write, self.timeout, check_in, reader.stop_grace
+            )
         reader.close()
         check_in(final=True)
         stop_file.unlink(missing_ok=True)
@@ -143,11 +160,18 @@ class ObjectiveWork(TracerPythonScript):
 
     def _target(self, trial_number: int, params: dict[str, Any]) -> Callable[[], Any]:
         """What the trial's child runs: the program through TracerPythonScript, or the command."""
-        if self.command is None:
+        if in_process_args(self.command) is not None:
             return partial(TracerPythonScript.run, self)
         json_file = Path(self.log_dir) / f"{trial_number}.args.json"
         argv = expand(self.command, self.script_path, params, json_file)
         return partial(os.execvp, argv[0], argv)
+
+    def configure_tracer(self) -> Tracer:
+        """In the trial's child: the tracer that adds Sweeps' callback to the script's Lightning Trainer."""
+        tracer = super().configure_tracer()
+        if self._trainer_packages and self._hooks is not None:
+            trace_trainers(tracer, self._trainer_packages, self._hooks)
+        return tracer
 
     def on_after_run(self, script_globals: dict[str, Any]) -> dict[str, Any]:
         return script_globals

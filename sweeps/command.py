@@ -1,7 +1,8 @@
 """W&B's ``command``: the command line a trial runs, with its macros.
 
 The default, ``${env} ${interpreter} ${program} ${args}``, runs the Python program in the work's
-warm process (``TracerPythonScript``); any other command is executed as it is written, in the
+warm process (``TracerPythonScript``), and so does any command that only changes what follows
+``${program}`` (:func:`in_process_args`); any other command is executed as it is written, in the
 same supervised child, so exit codes, signals, timeouts and pruning apply to it alike.
 """
 
@@ -50,6 +51,21 @@ def check(command: Sequence[str] | None) -> tuple[str, ...] | None:
     if first < len(command) and not _MACRO.search(command[first]) and shutil.which(command[first]) is None:
         raise ConfigError(f"command[{first}]", f"{command[first]!r} is not a program on PATH")
     return tuple(command)
+
+
+def in_process_args(command: Sequence[str] | None) -> tuple[str, ...] | None:
+    """What follows ``${program}`` when the command runs the program with this Python
+    (``[${env}, ${interpreter}, ${program}, ...]``, ``${env}`` optional), else None.
+
+    Such a command runs the program in the work's warm process like the default one, so that a
+    Lightning script's Trainer is traced (``sweeps.trainer``): LightningCLI scripts need a
+    subcommand first, ``[${env}, ${interpreter}, ${program}, fit, ${args}]``.
+    """
+    command = tuple(command or DEFAULT)
+    first = 1 if command[:1] == ("${env}",) else 0
+    if command[first : first + 2] != ("${interpreter}", "${program}"):
+        return None
+    return command[first + 2 :]
 
 
 def expand(command: Sequence[str], program: str, params: dict[str, Any], json_file: Path) -> list[str]:

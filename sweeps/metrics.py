@@ -4,16 +4,24 @@ The convention is Katib's: ``name=value`` tokens on stdout, several per line all
 (``epoch=3 val_loss=0.41``). It needs no SDK in the script, works from any language, and a
 line can be parsed the moment it is printed, which is what lets a pruner act while the script
 still runs.
+
+A traced Lightning ``Trainer`` (``sweeps.trainer``) reports through the same stream, on lines
+tagged ``[sweeps]``. The script's own lines win: the trainer's values are taken only while the
+script has printed no value of the metric (a script that prints it at each epoch end prints it
+before the trainer's line for that epoch, so only its own values count).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from sweeps import trainer
 
 _TOKEN = re.compile(r"(?:^|(?<=[\s,;]))([A-Za-z_][\w.\-/]*)=([^\s,;]+)")
 _STEP_NAMES = ("epoch", "step")
@@ -43,6 +51,11 @@ class MetricReader:
     tail_lines: int = 20
     values: list[tuple[int, float]] = field(default_factory=list)
     on_value: Callable[[int, float], Any] | None = None  # told of each value as it is read
+    printed: bool = False  # the script printed the metric itself (not only the traced trainer)
+    traced: bool = False  # a traced Trainer reports, and stops by itself when asked
+    checkpoint: str | None = None  # the traced Trainer's best checkpoint
+    started: float = field(default_factory=time.monotonic)
+    validation_times: list[float] = field(default_factory=list)  # when the traced Trainer validated
     _partial: str = ""
     _tail: deque[str] = field(init=False)
 
@@ -76,9 +89,33 @@ class MetricReader:
     def _read_line(self, line: str) -> None:
         line = line.rstrip("\r")
         self._tail.append(line)
+        if line.startswith(trainer.TAG):
+            self._read_trainer_line(line[len(trainer.TAG) :].strip())
+            return
         found = parse_line(line)
         if self.metric not in found:
             return
+        self.printed = True
+        self._add(found)
+
+    def _read_trainer_line(self, rest: str) -> None:
+        kind, _, rest = rest.partition(" ")
+        if kind == trainer.TRACED:
+            self.traced = True
+        elif kind == trainer.CHECKPOINT:
+            self.checkpoint = rest
+        elif kind in (trainer.VALIDATION, trainer.FINAL):
+            if kind == trainer.VALIDATION:
+                self.validation_times.append(time.monotonic())
+            found = parse_line(rest)
+            if self.metric in found and not self.printed:
+                self._add(found)
+
+    def stop_grace(self) -> float:
+        """Seconds a trial asked to stop may take to stop by itself: none unless a traced Trainer does it."""
+        return trainer.stop_grace(self.validation_times, self.started) if self.traced else 0.0
+
+    def _add(self, found: dict[str, float]) -> None:
         step = next((found[s] for s in _STEP_NAMES if s in found and math.isfinite(found[s])), None)
         self.values.append((int(step) if step is not None else len(self.values), found[self.metric]))
         if self.on_value is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import faulthandler
 import io
 import json
+import math
 import os
 import selectors
 import signal
@@ -44,10 +45,13 @@ def run_forked(
     stderr: Callable[[str], Any],
     timeout: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    stop_grace: Callable[[], float] = lambda: 0.0,
 ) -> ProcessEnd:
     """Run ``target`` (the script) in a forked child; feed its output to ``stdout``/``stderr`` as it comes.
 
     ``target`` returns the script's globals; their numeric values travel back to the parent.
+    ``should_stop`` is called on every pass (also while the child stops); once it says True, the
+    child is killed after ``stop_grace()`` seconds (asked then) unless it has exited by itself.
     """
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -58,7 +62,7 @@ def run_forked(
         _child(target, out_w, err_w, res_w)
     os.close(out_w), os.close(err_w), os.close(res_w)
     try:
-        status, end = _supervise(pid, {out_r: stdout, err_r: stderr}, timeout, should_stop)
+        status, end = _supervise(pid, {out_r: stdout, err_r: stderr}, timeout, should_stop, stop_grace)
     finally:
         _kill_group(pid)  # whatever the script started and left behind
         os.close(out_r), os.close(err_r)
@@ -107,10 +111,16 @@ def _child(target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w: in
 
 
 def _supervise(
-    pid: int, sinks: dict[int, Callable[[str], Any]], timeout: float | None, should_stop: Callable[[], bool]
+    pid: int,
+    sinks: dict[int, Callable[[str], Any]],
+    timeout: float | None,
+    should_stop: Callable[[], bool],
+    stop_grace: Callable[[], float],
 ) -> tuple[int, ProcessEnd]:
-    """Relay the child's output until it exits; kill it at the deadline or when asked to stop."""
+    """Relay the child's output until it exits; kill it at the deadline, or when asked to stop
+    and its grace period is over."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    kill_at = math.inf  # set when a stop is asked for
     end = ProcessEnd()
     exited = _exit_fd(pid)
     with selectors.DefaultSelector() as selector:
@@ -126,11 +136,16 @@ def _supervise(
             finished, status = os.waitpid(pid, os.WNOHANG)
             if finished:
                 break
-            if deadline is not None and time.monotonic() > deadline:
+            stop = should_stop()
+            now = time.monotonic()
+            if deadline is not None and now > deadline and not end.stopped:
                 end.timed_out = True
-            elif should_stop():
-                end.stopped = True
-            else:
+            elif stop and not end.stopped:
+                end.stopped = True  # and stays so: a deadline within the grace kills it, PRUNED all the same
+                kill_at = min(now + stop_grace(), math.inf if deadline is None else deadline)
+                if now < kill_at:
+                    continue
+            elif now < kill_at:
                 continue
             _kill_group(pid)
             _, status = os.waitpid(pid, 0)

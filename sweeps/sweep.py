@@ -212,7 +212,8 @@ class Sweep:
                 trial.report(value, step)
         self._reported[number] = len(values)
         if len(values) > known and self.config.early_terminate is not None and trial.should_prune():
-            trial.set_user_attr(PRUNED_AT_ATTR, values[-1][0])
+            if PRUNED_AT_ATTR not in trial.user_attrs:  # values printed while it stops are not the decision
+                trial.set_user_attr(PRUNED_AT_ATTR, values[-1][0])
             return True
         return False
 
@@ -224,6 +225,8 @@ class Sweep:
         try:
             if result.reason is not None:
                 trial.set_user_attr(REASON_ATTR, result.reason)
+            for key, value in result.user_attrs.items():
+                trial.set_user_attr(key, value)
             if result.state == COMPLETE:
                 frozen = self.study.tell(trial, result.value, skip_if_finished=True)
             else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import signal
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sweeps.metrics import MetricReader
@@ -18,6 +18,9 @@ from sweeps.process import ProcessEnd
 COMPLETE = "COMPLETE"
 FAIL = "FAIL"
 PRUNED = "PRUNED"
+
+#: Where a trial keeps the path of its Trainer's best checkpoint (a traced Lightning script's).
+CHECKPOINT_ATTR = "checkpoint"
 
 
 def script_args(params: dict[str, Any]) -> list[str]:
@@ -34,6 +37,7 @@ class TrialResult:
     value: float | None = None
     reason: str | None = None
     duration: float = 0.0
+    user_attrs: dict[str, Any] = field(default_factory=dict)  # more to keep on the trial, e.g. its checkpoint
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,12 +55,14 @@ def judge(number: int, reader: MetricReader, end: ProcessEnd, duration: float = 
     """Decide how a trial ended, from how its process ended and what it printed.
 
     The metric is taken from the printed ``name=value`` lines first, then from a global variable
-    of the metric's name that the script left behind.
+    of the metric's name that the script left behind, then from a traced Lightning Trainer's
+    ``callback_metrics``.
     """
     if end.timed_out:
         return TrialResult.failed(number, _with_tail(f"timeout after {timeout:g} s", reader), duration)
+    attrs = {CHECKPOINT_ATTR: reader.checkpoint} if reader.checkpoint else {}
     if end.stopped:
-        return TrialResult(number, PRUNED, value=reader.final, duration=duration)
+        return TrialResult(number, PRUNED, value=reader.final, duration=duration, user_attrs=attrs)
     if end.error is not None:
         return TrialResult.failed(number, _with_tail(end.error, reader), duration)
     if end.signal is not None:
@@ -64,16 +70,18 @@ def judge(number: int, reader: MetricReader, end: ProcessEnd, duration: float = 
     if end.exit_code:
         return TrialResult.failed(number, _with_tail(f"exit code {end.exit_code}", reader), duration)
 
-    value = reader.final
+    value = reader.final if reader.printed else None
     if value is None and end.script_globals:
         value = end.script_globals.get(reader.metric)
+    if value is None:
+        value = reader.final  # the traced Trainer's
     if value is None:
         return TrialResult.failed(number, f"no metric {reader.metric} reported", duration)
     if math.isnan(value):
         return TrialResult.failed(number, "metric is NaN", duration)
     if math.isinf(value):
         return TrialResult.failed(number, "metric is inf", duration)
-    return TrialResult(number, COMPLETE, value=value, duration=duration)
+    return TrialResult(number, COMPLETE, value=value, duration=duration, user_attrs=attrs)
 
 
 def _signal_name(number: int) -> str:

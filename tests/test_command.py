@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from components.objective import ObjectiveWork
-from sweeps.command import check, expand
+from sweeps.command import check, expand, in_process_args
 from sweeps.errors import ConfigError
 from tests.conftest import PROJECT, SCRIPTS
 
@@ -18,6 +18,21 @@ def test_the_default_command_runs_in_process():
     assert check(None) is None
     assert check(["${env}", "${interpreter}", "${program}", "${args}"]) is None
     assert check(["bash", "${program}", "${args}"]) == ("bash", "${program}", "${args}")
+
+
+@pytest.mark.parametrize(
+    "command, rest",
+    [
+        (None, ("${args}",)),
+        (["${env}", "${interpreter}", "${program}", "fit", "${args}"], ("fit", "${args}")),
+        (["${interpreter}", "${program}", "${args_json_file}"], ("${args_json_file}",)),
+        (["${env}", "OMP_NUM_THREADS=1", "${interpreter}", "${program}", "${args}"], None),
+        (["${interpreter}", "-m", "pkg.train", "${args}"], None),
+        (["bash", "${program}", "${args}"], None),
+    ],
+)
+def test_commands_that_run_the_program_with_this_python_run_it_in_process(command, rest):
+    assert in_process_args(command) == rest
 
 
 @pytest.mark.parametrize(

@@ -74,9 +74,16 @@ def test_kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path,
     path = write_config(config)
     rng = random.Random(1)
     kills = 0
+    logs = tmp_path / "results" / "logs"
     for _ in range(3):
+        before = len(list(logs.glob("*.log")))
         app = start(path, tmp_path)
-        time.sleep(rng.uniform(3.5, 6.0))  # the app starts in ~3 s; trials take 0.5 s each
+        # The app starts in ~3 s (~5 s with torch installed: lightning-app then imports it in every
+        # process); wait for its first trial, then kill at a random moment while trials (0.5 s each) run.
+        deadline = time.monotonic() + 60
+        while len(list(logs.glob("*.log"))) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.5, 3.0))
         os.killpg(app.pid, signal.SIGKILL)
         app.wait()
         kills += 1

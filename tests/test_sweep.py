@@ -3,8 +3,8 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.config import parse_config
-from sweeps.sweep import REASON_ATTR, Sweep, trial_params
-from sweeps.trial import COMPLETE, FAIL, TrialResult
+from sweeps.sweep import PRUNED_AT_ATTR, REASON_ATTR, Sweep, trial_params
+from sweeps.trial import COMPLETE, FAIL, PRUNED, TrialResult
 from tests.conftest import SCRIPTS, report_config
 
 
@@ -172,3 +172,26 @@ def test_a_trial_killed_before_its_parameters_were_drawn_is_not_retried(tmp_path
     (stored,) = resumed.study.get_trials()
     assert stored.state == TrialState.FAIL and stored.user_attrs[REASON_ATTR] == "interrupted"
     assert resumed.ask().number == 1 and len(resumed.study.get_trials()) == 2, "no retry queued"
+
+
+def test_tell_keeps_the_results_user_attributes(tmp_path):
+    config = make_config(tmp_path)
+    sweep = Sweep.open(config)
+    number = sweep.ask().number
+    sweep.tell(TrialResult(number, COMPLETE, value=1.0, user_attrs={"checkpoint": "/runs/0/best.ckpt"}))
+    stored = optuna.load_study(study_name="test", storage=config.storage).trials[0]
+    assert stored.user_attrs["checkpoint"] == "/runs/0/best.ckpt"
+
+
+def test_values_reported_while_a_pruned_trial_stops_do_not_move_the_step_it_was_pruned_at(tmp_path):
+    config = make_config(
+        tmp_path, method="random", run_cap=2, early_terminate={"type": "threshold", "upper": 1.0}
+    )
+    sweep = Sweep.open(config)
+    number = sweep.ask().number
+    assert not sweep.report(number, [(0, 0.5)])
+    assert sweep.report(number, [(0, 0.5), (1, 2.0)])
+    assert sweep.report(number, [(0, 0.5), (1, 2.0), (2, 3.0)]), "still to be stopped"
+    frozen = sweep.tell(TrialResult(number, PRUNED, value=3.0))
+    assert frozen.user_attrs[PRUNED_AT_ATTR] == 1
+    assert frozen.intermediate_values == {0: 0.5, 1: 2.0, 2: 3.0}

@@ -69,5 +69,5 @@ def test_unusable_metrics_fail(output, reason):
 
 
 def test_result_round_trips_through_a_dict():
-    result = TrialResult(3, COMPLETE, value=0.5, duration=1.25)
+    result = TrialResult(3, COMPLETE, value=0.5, duration=1.25, user_attrs={"checkpoint": "/a.ckpt"})
     assert TrialResult.from_dict(result.to_dict()) == result

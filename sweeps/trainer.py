@@ -1,0 +1,208 @@
+"""Sweeping a PyTorch Lightning script unchanged: its ``Trainer`` is traced, and a callback added.
+
+When the trial's script builds a ``lightning.pytorch.Trainer`` or a ``pytorch_lightning.Trainer``,
+the work (``TracerPythonScript``'s tracer) wraps ``Trainer.__init__`` and appends a callback that,
+after each validation, prints one tagged line on stdout (``[sweeps] validation epoch=3
+val_loss=0.41``) and checks the trial's stop file. Lines, not a side channel, because the work
+already reads the trial's stdout live for the metric (``sweeps.metrics``), in order with what the
+script prints itself, and keeps it in the trial's log. When the pruner has asked for the stop,
+the callback sets ``trainer.should_stop``: Lightning ends ``fit`` cleanly (checkpoints and loggers
+written), so the work gives such a trial a grace period before it kills it (:func:`stop_grace`).
+At the end of ``fit`` it prints the metric's final value (when it changed since the last
+validation) and the best checkpoint's path.
+
+This module imports neither torch nor Lightning at import time: the core app runs without them.
+Lightning is imported only by :func:`trace_trainers`, for a script that uses it.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache, partial
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+#: Starts every line the callback prints; the rest of the line says what it is.
+TAG = "[sweeps]"
+#: After each validation: ``[sweeps] validation epoch=3 val_loss=0.41`` (the metric when the trainer has it).
+VALIDATION = "validation"
+#: Once, when the callback is in place: ``[sweeps] traced``. The work then lets the trial stop by itself.
+TRACED = "traced"
+#: At the end of fit: ``[sweeps] final epoch=10 val_loss=0.39``, when it differs from the last validation's.
+FINAL = "final"
+#: At the end of fit, when a ModelCheckpoint saved one: ``[sweeps] checkpoint: /abs/path/epoch=9-step=230.ckpt``.
+CHECKPOINT = "checkpoint:"
+
+#: The Lightning packages whose Trainer is traced, by the name a script imports them under.
+PACKAGES = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_lightning"}
+
+#: A traced trial asked to stop gets at least this long to end by itself before it is killed.
+MIN_GRACE_SECONDS = 5.0
+
+
+def validation_line(metric: str, value: float | None, step_name: str, step: int, kind: str = VALIDATION) -> str:
+    """What the callback prints after a validation (``kind=FINAL``: at the end of fit)."""
+    value_part = "" if value is None else f" {metric}={value!r}"
+    return f"{TAG} {kind} {step_name}={step}{value_part}"
+
+
+def checkpoint_line(path: str) -> str:
+    return f"{TAG} {CHECKPOINT} {path}"
+
+
+def stop_grace(validation_times: Sequence[float], started: float) -> float:
+    """How long a traced trial that was asked to stop may take to stop by itself.
+
+    The callback acts at the end of the next validation, so twice the longest time seen between
+    two validations (or from the start to the first), and at least ``MIN_GRACE_SECONDS``. A
+    script that does not stop by then is killed, and still ends PRUNED.
+    """
+    times = [started, *validation_times]
+    longest = max((b - a for a, b in pairwise(times)), default=0.0)
+    return max(MIN_GRACE_SECONDS, 2 * longest)
+
+
+def lightning_imports(source: str) -> set[str]:
+    """The Lightning packages (``PACKAGES`` values) that a script's source imports, anywhere in it."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        else:
+            continue
+        found |= {PACKAGES[top] for top in (name.split(".")[0] for name in names) if top in PACKAGES}
+    return found
+
+
+def trainer_packages(script_path: str) -> list[str]:
+    """The Lightning packages whose Trainer to trace for this script: those already imported here
+    (the script's imports, loaded when the work warmed up, reach them through any module) and those
+    its source imports (at the top or inside a function), when installed."""
+    try:
+        source = Path(script_path).read_text()
+    except OSError:
+        source = ""
+    wanted = lightning_imports(source) | {p for p in PACKAGES.values() if p in sys.modules}
+    return sorted(p for p in wanted if p in sys.modules or _installed(p))
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class TrialHooks:
+    """What the callback of one trial needs to know."""
+
+    metric: str
+    stop_file: str  # the work creates it when the pruner says stop
+    root_dir: str  # the Trainer's default_root_dir unless the script sets one
+
+
+def trace_trainers(tracer: Any, packages: Sequence[str], hooks: TrialHooks) -> None:
+    """Have ``tracer`` (a ``lightning_app.utilities.tracer.Tracer``) add the callback to every Trainer
+    the script builds, through a ``pre_fn`` on ``Trainer.__init__`` (a Trainer subclass and
+    LightningCLI's Trainer go through it too)."""
+    for package in packages:
+        module = importlib.import_module(package)
+        tracer.add_traced(module.Trainer, "__init__", pre_fn=partial(_with_callback, package, hooks))
+
+
+def _with_callback(package: str, hooks: TrialHooks, trainer: Any, *args: Any, **kwargs: Any) -> tuple[dict, tuple, dict]:
+    """``Trainer.__init__``'s ``pre_fn``: its arguments plus the callback, and a root dir of the trial's own.
+
+    Without its own ``default_root_dir``, every trial would write ``lightning_logs/version_N`` into
+    the app's working directory, and two trials starting at once could pick the same N.
+    """
+    callbacks = kwargs.get("callbacks") or []
+    if not isinstance(callbacks, (list, tuple)):
+        callbacks = [callbacks]
+    kwargs["callbacks"] = [*callbacks, callback_class(package)(hooks)]
+    if kwargs.get("default_root_dir") is None:
+        kwargs["default_root_dir"] = hooks.root_dir
+    print(f"{TAG} {TRACED}", flush=True)
+    return {"package": package}, args, kwargs
+
+
+@cache
+def callback_class(package: str) -> type:
+    """The callback, subclassing ``package``'s ``Callback`` (``lightning.pytorch`` and
+    ``pytorch_lightning`` each have their own, and a Trainer accepts only its package's)."""
+    base = importlib.import_module(package).Callback
+
+    class SweepsCallback(base):  # type: ignore[misc, valid-type]
+        """Reports the metric after each validation, stops when the pruner said so, names the best checkpoint."""
+
+        def __init__(self, hooks: TrialHooks) -> None:
+            self.hooks = hooks
+            self.last: float | None = None
+            self.stopping = False
+
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            # Not the sanity check, nor a trainer.validate() after fit: those are no epoch of training.
+            if trainer.sanity_checking or trainer.state.fn != "fit":
+                return
+            if trainer.is_global_zero:
+                self._print(trainer, VALIDATION)
+            if os.path.exists(self.hooks.stop_file):  # every rank that has the callback stops
+                self.stopping = True
+                trainer.should_stop = True
+
+        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+            if not trainer.is_global_zero:
+                return
+            if not self.stopping and _metric(trainer, self.hooks.metric) not in (None, self.last):
+                self._print(trainer, FINAL)
+            path = best_checkpoint(trainer)
+            if path:
+                print(checkpoint_line(os.path.abspath(path)), flush=True)
+
+        def _print(self, trainer: Any, kind: str) -> None:
+            value = _metric(trainer, self.hooks.metric)
+            step_name, step = _step(trainer)
+            print(validation_line(self.hooks.metric, value, step_name, step, kind), flush=True)
+            if value is not None:
+                self.last = value
+
+    return SweepsCallback
+
+
+def _metric(trainer: Any, name: str) -> float | None:
+    """The metric as the trainer has it now (a NaN too: the trial then fails ``metric is NaN``)."""
+    value = trainer.callback_metrics.get(name)
+    return None if value is None else float(value)
+
+
+def _step(trainer: Any) -> tuple[str, int]:
+    """The epoch (0-based, as in Lightning's logs and checkpoint names), or the global step when
+    validation runs more often than once an epoch (``val_check_interval``)."""
+    interval = getattr(trainer, "val_check_interval", 1.0)
+    if isinstance(interval, float) and interval == 1.0:
+        return "epoch", int(trainer.current_epoch)
+    return "step", int(trainer.global_step)
+
+
+def best_checkpoint(trainer: Any) -> str | None:
+    """The best checkpoint of the trainer's first ModelCheckpoint that saved one (its last
+    checkpoint when it monitors nothing)."""
+    for callback in getattr(trainer, "checkpoint_callbacks", []):
+        path = getattr(callback, "best_model_path", "") or getattr(callback, "last_model_path", "")
+        if path:
+            return path
+    return None
