@@ -15,13 +15,15 @@ the three things that way lacks:
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 
 import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages._heartbeat import BaseHeartbeatThread, get_heartbeat_thread, is_heartbeat_enabled
+from optuna.storages._heartbeat import is_heartbeat_enabled
 
 #: The study attribute every worker obeys: RUN or STOP, set by the last worker started or UI click.
 CONTROL_ATTR = "sweeps:control"
@@ -65,21 +67,44 @@ def stale_trial_ids(study: optuna.Study) -> list[int]:
 
 
 class Heartbeats:
-    """Optuna's heartbeat threads, one per trial this worker runs, from ask to tell."""
+    """Optuna's heartbeat for each trial this worker runs, from ask to tell, recorded by one thread.
+
+    Optuna's own ``HeartbeatThread`` (one per trial, as ``optimize`` uses it) is not a daemon: a
+    worker stopped with trials still running would wait for ever at exit. Here one daemon thread
+    records ``storage.record_heartbeat`` for every running trial each ``heartbeat_interval``.
+    """
 
     def __init__(self, study: optuna.Study) -> None:
-        self._study = study
-        self._threads: dict[int, BaseHeartbeatThread] = {}
+        self._storage = study._storage
+        self._interval = self._storage.get_heartbeat_interval() if is_heartbeat_enabled(self._storage) else None
+        self._trial_ids: dict[int, int] = {}  # trial number -> storage id
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def start(self, trial: optuna.Trial) -> None:
-        thread = get_heartbeat_thread(trial._trial_id, self._study._storage)
-        thread.start()  # records one heartbeat at once, then one every heartbeat_interval
-        self._threads[trial.number] = thread
+        if self._interval is None:
+            return
+        self._storage.record_heartbeat(trial._trial_id)  # at once: no running trial without one
+        with self._lock:
+            self._trial_ids[trial.number] = trial._trial_id
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._beat, name="sweeps-heartbeats", daemon=True)
+            self._thread.start()
 
     def stop(self, number: int) -> None:
-        thread = self._threads.pop(number, None)
-        if thread is not None:
-            thread.join()
+        with self._lock:
+            self._trial_ids.pop(number, None)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(self._interval)
+            with self._lock:
+                trial_ids = list(self._trial_ids.values())
+            for trial_id in trial_ids:
+                try:
+                    self._storage.record_heartbeat(trial_id)
+                except sqlalchemy.exc.SQLAlchemyError:
+                    pass  # the server is out of reach for now: the next beat tries again
 
 
 def ask_without_heartbeat_warning(study: optuna.Study) -> optuna.Trial:
