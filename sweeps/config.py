@@ -29,7 +29,7 @@ from sweeps.errors import ConfigError
 from sweeps.pruners import PRUNERS, EarlyTerminate
 from sweeps.samplers import METHODS, check_method
 from sweeps.space import SearchSpace
-from sweeps.storage import POSTGRESQL, SQLITE
+from sweeps.storage import POSTGRESQL, SQLITE, redacted
 
 #: Where the config comes from when ``SWEEP_CONFIG`` is not set: the bundled example.
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweep.yaml"
@@ -109,7 +109,8 @@ class SweepConfig(_Strict):
     @classmethod
     def _known_storage(cls, url: str) -> str:
         if not url.startswith(SQLITE + POSTGRESQL):
-            raise ValueError(f"should start with sqlite:/// (one app) or postgresql:// (workers sharing the sweep); got {url!r}")
+            shown = redacted(url)
+            raise ValueError(f"should start with sqlite:/// (one app) or postgresql:// (workers sharing the sweep); got {shown!r}")
         return url
 
     @property

@@ -1,4 +1,4 @@
-"""What the app files do before Lightning starts anything: check the config, claim the storage.
+"""What the app files do before Lightning starts anything: check the config, reach and claim the storage.
 
 Either can fail because of the user's setup; each failure ends the process with one line on
 stderr, before any server, work or browser starts.
@@ -11,7 +11,7 @@ import os
 import sys
 
 from sweeps.config import ConfigError, SweepConfig, load_config
-from sweeps.storage import StorageBusy, claim
+from sweeps.storage import StorageBusy, StorageUnreachable, check_reachable, claim
 
 
 def start_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
@@ -24,8 +24,9 @@ def start_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
     if config.ignored_keys:
         print(f"sweeps: W&B keys not acted on, ignored: {', '.join(config.ignored_keys)}", file=sys.stderr)
     try:
+        check_reachable(config.storage)
         claim(config.storage)
-    except StorageBusy as err:
+    except (StorageBusy, StorageUnreachable) as err:
         sys.exit(f"sweeps: {err}")
     return config
 

@@ -23,6 +23,10 @@ class StorageBusy(RuntimeError):
     pass
 
 
+class StorageUnreachable(RuntimeError):
+    pass
+
+
 #: URL schemes of the storages Sweeps runs on (SQLAlchemy's, as Optuna's RDBStorage takes them).
 SQLITE, POSTGRESQL = ("sqlite:///",), ("postgresql://", "postgresql+psycopg2://")
 
@@ -57,6 +61,21 @@ def claim(url: str) -> None:
     _claims.append(fd)
 
 
+def check_reachable(url: str) -> None:
+    """Connect once to a PostgreSQL storage, so that a wrong host or password is one line at start-up."""
+    if not is_shared(url):
+        return
+    engine = sqlalchemy.create_engine(_with_driver(url))
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        reason = " ".join(line.strip() for line in str(getattr(err, "orig", err)).splitlines() if line.strip())
+        raise StorageUnreachable(f"storage: cannot connect to {redacted(url)}: {reason}") from None
+    finally:
+        engine.dispose()
+
+
 def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | None = None) -> optuna.storages.RDBStorage:
     """An Optuna storage for ``url``: PostgreSQL with heartbeats; SQLite in WAL mode.
 
@@ -86,7 +105,10 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | Non
 
 def redacted(url: str) -> str:
     """The URL as it may be shown (on the page, in logs): without its password."""
-    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url.split("@")[-1] if "@" in url else url
 
 
 def _with_driver(url: str) -> str:

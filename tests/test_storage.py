@@ -18,3 +18,24 @@ def test_an_sqlite_file_is_claimed_by_one_app_at_a_time(tmp_path):
 def test_other_storages_are_not_claimed(tmp_path):
     claim("postgresql://user@localhost/sweeps")
     claim("postgresql://user@localhost/sweeps")
+
+
+def test_an_unreachable_postgresql_server_is_one_line_without_the_password():
+    from sweeps.storage import StorageUnreachable, check_reachable
+
+    with pytest.raises(StorageUnreachable) as err:
+        check_reachable("postgresql://sweeps:secret@127.0.0.1:9/sweeps")  # port 9: nothing listens
+    message = str(err.value)
+    assert message.startswith("storage: cannot connect to postgresql://sweeps:***@127.0.0.1:9/sweeps: ")
+    assert "Connection refused" in message and "secret" not in message and "\n" not in message
+
+
+def test_a_wrong_password_is_one_line(postgres_url):
+    import sqlalchemy
+
+    from sweeps.storage import StorageUnreachable, check_reachable
+
+    url = sqlalchemy.engine.make_url(postgres_url).set(password="not-the-password")
+    wrong = url.render_as_string(hide_password=False)
+    with pytest.raises(StorageUnreachable, match="password authentication failed"):
+        check_reachable(wrong)
