@@ -153,7 +153,10 @@ class Sweep:
         if now - self._checked_lost >= self.config.heartbeat_interval:
             self._checked_lost = now
             self._fail_lost_trials()
-        self._waiting = self._recount(self.study.get_trials(deepcopy=False))
+        trials = self.study.get_trials(deepcopy=False)
+        self._waiting = self._recount(trials)
+        if self._configurations is not None:  # a small discrete space: what the others tried too
+            self._tried.update(self._key(trial_params(t)) for t in trials)
         if self.study.user_attrs.get(CONTROL_ATTR) == STOP:
             self.stopped = True
 
@@ -180,7 +183,7 @@ class Sweep:
                     self._full_until = time.monotonic() + SYNC_SECONDS
                     return None
             trial = self._new_trial()
-        self._heartbeats.start(trial)
+            self._heartbeats.start(trial)  # at once: a RUNNING trial without heartbeat is never found lost
         params = self.config.space.sample(trial)
         derived = {p.name: params[p.name] for p in self.config.space.parameters if p.inverse_cdf and p.name in params}
         if derived:

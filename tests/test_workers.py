@@ -197,3 +197,10 @@ def test_a_worker_killed_mid_trial_is_recovered_by_the_others(tmp_path, write_co
     assert all(r.state == TrialState.COMPLETE for r in retries.values())
     survivors = "".join(logs[1:])
     assert all(f"trial {t.number} failed: worker lost" in survivors for t in lost)
+
+
+def test_workers_on_a_small_discrete_space_try_distinct_configurations(tmp_path, shared_storage):
+    config = shared_config(tmp_path, shared_storage, run_cap=6, parameters={"x": {"values": [1, 2, 3, 4, 5, 6]}})
+    one, two = Sweep.open(config), Sweep.open(config)
+    asked = [sweep.ask().params["x"] for sweep in (one, two, one, two, one, two)]
+    assert sorted(asked) == [1, 2, 3, 4, 5, 6]
