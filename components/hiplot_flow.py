@@ -333,15 +333,14 @@ def _failures(page: _Page) -> None:
 def _plot(page: _Page) -> None:
     import streamlit as st
 
-    from sweeps.hiplot import experiment, plot_key
+    from sweeps.hiplot import experiment
 
     def component(log: Any) -> Any:
         # HiPlot 0.1.33 checks an attribute that Streamlit removed in 1.14; the component itself works.
         st._is_running_with_streamlit = True
-        # One key while the drawn axes stay the same: the same component takes each new experiment,
-        # keeping what HiPlot keeps across reloads (Keep/Exclude filters, colouring, hidden axes).
-        exp = experiment(log.trials, page.metric)
-        return exp.to_streamlit(key=plot_key(exp))
+        # One key for the page's life: the same component takes each new experiment, keeping what HiPlot
+        # keeps across reloads (Keep/Exclude filters, colouring, axis order, hidden axes).
+        return experiment(log.trials, page.metric).to_streamlit(key="hiplot")
 
     live = st.session_state.get("live_plot", True)
     if live or "plot" not in st.session_state:

@@ -52,22 +52,6 @@ def experiment(trials: Iterable[FrozenTrial], metric: str) -> hip.Experiment:
     return exp
 
 
-def plot_key(exp: hip.Experiment) -> str:
-    """A Streamlit key for the plot that changes when the set of axes HiPlot would draw changes.
-
-    HiPlot hides an axis whose column has a single value, and when its parallel plot mounts it
-    saves the axis order of what it draws in its own state, which then wins over the ``order``
-    it is given: a plot first drawn from one or two trials put the axes that appeared later
-    anywhere. A new key mounts a new plot (fresh state, the given order); the set stops changing
-    after the first few trials, so the plot, and what HiPlot keeps across updates, stays.
-    """
-    seen: dict[str, set[str]] = {}
-    for datapoint in exp.datapoints:
-        for name, value in datapoint.values.items():
-            seen.setdefault(name, set()).add(repr(value))
-    return "hiplot:" + ",".join(sorted(name for name, values in seen.items() if len(values) > 1))
-
-
 def standalone_html(trials: Iterable[FrozenTrial], metric: str) -> str:
     """The plot as one HTML file that opens in any browser, without Sweeps or a server."""
     return experiment(trials, metric).to_html()

@@ -55,16 +55,3 @@ def test_rows_are_sent_compressed():
 def test_standalone_html_holds_the_trials():
     html = standalone_html([trial(0, TrialState.COMPLETE, 0.5), trial(1, TrialState.COMPLETE, 0.25)], "acc")
     assert html.lstrip().lower().startswith("<!doctype html") and "0.25" in html
-
-
-def test_the_plot_key_moves_only_when_the_set_of_varying_axes_changes():
-    from sweeps.hiplot import plot_key
-
-    first = [trial(0, TrialState.COMPLETE, 0.5)]
-    keys = [plot_key(experiment(first, "acc"))]
-    second = first + [trial(1, TrialState.COMPLETE, 0.7)]
-    keys.append(plot_key(experiment(second, "acc")))
-    third = second + [trial(2, TrialState.COMPLETE, 0.9)]
-    keys.append(plot_key(experiment(third, "acc")))
-    assert keys[0] != keys[1]  # one trial: every column has one value; two: trial and acc vary
-    assert keys[1] == keys[2]
