@@ -29,6 +29,9 @@ import yaml
 
 from _harness import PROJECT
 
+sys.path.insert(0, str(PROJECT))
+from sweeps.storage import open_storage, redacted  # noqa: E402
+
 SCRIPT = PROJECT / "tests" / "scripts" / "report.py"
 
 
@@ -56,7 +59,7 @@ def run(workers: int, trials: int, sleep: float, url: str, workdir: Path) -> Non
             time.sleep(0.1)
     for proc in procs:
         proc.wait(timeout=3600)
-    study = optuna.load_study(study_name=name, storage=url.replace("postgresql://", "postgresql+psycopg2://"))
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
     done = [t for t in study.trials if t.datetime_complete]
     first, last = min(t.datetime_start for t in done), max(t.datetime_complete for t in done)
     wall = (last - first).total_seconds()
@@ -77,7 +80,7 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.5)
     parser.add_argument("--url", default=os.environ.get("SWEEPS_TEST_POSTGRES", "postgresql://sweeps:sweeps@localhost/sweeps"))
     args = parser.parse_args()
-    print(f"{args.trials} trials of {args.sleep} s, parallel=2 per worker, {re.sub(r':[^:@/]*@', ':***@', args.url)}")
+    print(f"{args.trials} trials of {args.sleep} s, parallel=2 per worker, {redacted(args.url)}")
     print(f"{'workers':>7} {'wall s':>8} {'trials/s':>9} {'finished':>9} {'trials per worker':>16} {'gap p50':>8} {'gap p95':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (1, 2, 3):

@@ -10,6 +10,7 @@ every ``seconds``; the loop applies it (nothing changes) and runs the flow, whic
 from __future__ import annotations
 
 import threading
+import time
 
 from deepdiff import DeepDiff, Delta
 from lightning_app.api.request_types import _DeltaRequest
@@ -24,8 +25,8 @@ def wake_flow_every(seconds: float) -> None:
     queue = app.delta_queue
 
     def wake() -> None:
-        while not stopped.wait(seconds):
+        while True:
+            time.sleep(seconds)
             queue.put(_DeltaRequest(delta=Delta(DeepDiff({}, {}))))
 
-    stopped = threading.Event()
     threading.Thread(target=wake, name="sweeps-wake-up", daemon=True).start()

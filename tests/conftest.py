@@ -146,20 +146,12 @@ POSTGRES_URL = os.environ.get("SWEEPS_TEST_POSTGRES", "postgresql://sweeps:sweep
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """A PostgreSQL server to share sweeps on; skipped (failed in CI) when none answers."""
-    import sqlalchemy
-
-    from sweeps.storage import _with_driver
+    from sweeps.storage import StorageUnreachable, check_reachable
 
     try:
-        engine = sqlalchemy.create_engine(_with_driver(POSTGRES_URL))
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as err:  # noqa: BLE001 - any reason the server cannot be reached
-        message = (
-            f"no PostgreSQL server at {POSTGRES_URL} ({type(err).__name__}): start one as .ci/run does, "
-            "or set SWEEPS_TEST_POSTGRES"
-        )
+        check_reachable(POSTGRES_URL)
+    except StorageUnreachable as err:
+        message = f"no PostgreSQL server for the tests ({err}): start one as .ci/run does, or set SWEEPS_TEST_POSTGRES"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -12,6 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweeps.storage import open_storage
 from tests.conftest import ARTIFACTS, kill_group, report_config, start_ui_app, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -154,7 +155,7 @@ def test_the_page_watches_a_shared_sweep_and_its_stop_stops_every_worker(tmp_pat
         kill_group(worker)
         if proc is not None:
             kill_group(proc)
-    trials = optuna.load_study(study_name=name, storage=storage.replace("postgresql://", "postgresql+psycopg2://")).trials
+    trials = optuna.load_study(study_name=name, storage=open_storage(storage)).trials
     assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) < 60
     # Each worker reads the Stop within a second; a trial it started just before may follow.
     assert all(t.datetime_start.timestamp() < clicked + 1.5 for t in trials), "no trial started after Stop"

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from sweeps.config import parse_config
 from sweeps.errors import ConfigError
 from sweeps.sweep import ATTEMPT_ATTR, REASON_ATTR, RETRY_OF_ATTR, WORKER_LOST, Sweep, trial_params
+from sweeps.storage import open_storage
 from sweeps.trial import COMPLETE, TrialResult
 from tests.conftest import SCRIPTS, kill_group, report_config, start_worker
 
@@ -25,7 +26,7 @@ def shared_config(tmp_path, shared_storage, **overrides):
 
 
 def stored_trials(config):
-    return optuna.load_study(study_name=config.name, storage=config.storage.replace("postgresql://", "postgresql+psycopg2://")).trials
+    return optuna.load_study(study_name=config.name, storage=open_storage(config.storage)).trials
 
 
 def test_workers_racing_for_the_last_places_finish_exactly_run_cap_trials(tmp_path, shared_storage):
@@ -158,7 +159,7 @@ def run_workers(tmp_path, write_config, shared_storage, kill_one: bool):
     finally:
         for worker in workers:
             kill_group(worker)
-    trials = optuna.load_study(study_name=name, storage=url.replace("postgresql://", "postgresql+psycopg2://")).trials
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).trials
     return trials, [log.read_text() for log in logs]
 
 
