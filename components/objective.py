@@ -37,6 +37,8 @@ from sweeps.trial import TrialResult, judge
 
 #: Intermediate values reach the flow at most this often (a script may print thousands a second).
 PUSH_SECONDS = 0.02
+#: The key of a result (in the work's state) holding the trial's intermediate values, as JSON text.
+VALUES_KEY = "values"
 
 
 class _RunWithoutStateObserver(WorkRunExecutor):
@@ -83,17 +85,21 @@ class ObjectiveWork(TracerPythonScript):
 
     def result_of(self, trial_number: int) -> dict[str, Any] | None:
         if self.result is not None and self.result["number"] == trial_number:
-            return self.result
+            return {key: value for key, value in self.result.items() if key != VALUES_KEY}
         if self.has_failed:
             # Only an error outside the script gets here: run() reports the script's own.
             return TrialResult.failed(trial_number, f"work failed: {self.status.message}").to_dict()
         return None
 
     def values_of(self, trial_number: int) -> list[tuple[int, float]]:
-        progress = json.loads(self.progress) if self.progress else None
-        if progress is None or progress["number"] != trial_number:
-            return []
-        return [(step, value) for step, value in progress["values"]]
+        if self.result is not None and self.result["number"] == trial_number:
+            values = json.loads(self.result[VALUES_KEY])  # all of them: the last ones come with the result
+        else:
+            progress = json.loads(self.progress) if self.progress else None
+            if progress is None or progress["number"] != trial_number:
+                return []
+            values = progress["values"]
+        return [(step, value) for step, value in values]
 
     def stop_trial(self, trial_number: int) -> None:
         """Ask the work to stop that trial: a file, checked by the work every 50 ms.
@@ -126,45 +132,54 @@ class ObjectiveWork(TracerPythonScript):
             self._trainer_packages = trainer_packages(self.script_path)
             self._warm = True
         Path(self.log_dir).mkdir(parents=True, exist_ok=True)
-        json_file = Path(self.log_dir) / f"{trial_number}.args.json"
-        self.script_args = expand(in_process, self.script_path, params, json_file) if in_process is not None else []
         reader = MetricReader(self.metric)
         log_path = Path(self.log_dir) / f"{trial_number}.log"
         stop_file = self._stop_file(trial_number)
         # A trial's Trainer writes its logs and checkpoints under output_dir/trials/<number>/.
         root_dir = Path(self.log_dir).parent / "trials" / str(trial_number)
-        self._hooks = TrialHooks(self.metric, str(stop_file.absolute()), str(root_dir.absolute()))
-        pushed, pushed_at = 0, 0.0
+        hooks = TrialHooks(self.metric, str(stop_file.absolute()), str(root_dir.absolute()))
+        started = pushed_at = time.monotonic()  # a trial that ends at once sends its values with its result
+        pushed = 0
 
         def stdout(text: str) -> None:
             reader.write(text)
             log.write(text)
 
-        def check_in(final: bool = False) -> bool:
+        def check_in() -> bool:
             """Between reads: hand the flow the new intermediate values; whether it asked to stop."""
             nonlocal pushed, pushed_at
-            if len(reader.values) > pushed and (final or time.monotonic() - pushed_at >= PUSH_SECONDS):
+            if len(reader.values) > pushed and time.monotonic() - pushed_at >= PUSH_SECONDS:
                 pushed, pushed_at = len(reader.values), time.monotonic()
                 self.progress = json.dumps({"number": trial_number, "values": reader.values})
             return stop_file.exists()
 
-        started = time.monotonic()
         with open(log_path, "w") as log:
             end = run_forked(
-                self._target(trial_number, params), stdout, log.write, self.timeout, check_in, reader.stop_grace
+                self._target(trial_number, params, hooks), stdout, log.write, self.timeout, check_in, reader.stop_grace
             )
         reader.close()
-        check_in(final=True)
         stop_file.unlink(missing_ok=True)
-        self.result = judge(trial_number, reader, end, time.monotonic() - started, self.timeout).to_dict()
+        result = judge(trial_number, reader, end, time.monotonic() - started, self.timeout).to_dict()
+        self.result = {**result, VALUES_KEY: json.dumps(reader.values)}  # one change of state, not two
 
-    def _target(self, trial_number: int, params: dict[str, Any]) -> Callable[[], Any]:
+    def _target(self, trial_number: int, params: dict[str, Any], hooks: TrialHooks) -> Callable[[], Any]:
         """What the trial's child runs: the program through TracerPythonScript, or the command."""
-        if in_process_args(self.command) is not None:
-            return partial(TracerPythonScript.run, self)
         json_file = Path(self.log_dir) / f"{trial_number}.args.json"
+        in_process = in_process_args(self.command)
+        if in_process is not None:
+            return partial(self._run_script, expand(in_process, self.script_path, params, json_file), hooks)
         argv = expand(self.command, self.script_path, params, json_file)
         return partial(os.execvp, argv[0], argv)
+
+    def _run_script(self, args: list[str], hooks: TrialHooks) -> dict[str, Any]:
+        """In the trial's child: the program, given ``args``, with ``hooks`` for its Trainer.
+
+        Both are set here, past Lightning's ``__setattr__``: inside ``run`` it deep-copies and diffs
+        the work's whole state on every assignment, to send the flow what changed (a few ms each).
+        """
+        object.__setattr__(self, "script_args", args)
+        object.__setattr__(self, "_hooks", hooks)
+        return TracerPythonScript.run(self)
 
     def configure_tracer(self) -> Tracer:
         """In the trial's child: the tracer that adds Sweeps' callback to the script's Lightning Trainer."""

@@ -195,13 +195,16 @@ class Sweep:
         return TrialRequest(trial.number, params)
 
     def _new_trial(self) -> optuna.Trial:
+        queued = self.shared  # other workers may have queued retries since this one last looked
         if self._waiting:
             self._waiting -= 1  # a queued retry: study.ask() takes it
+            queued = True
         else:
             untried = self._untried_configuration()
             if untried is not None:
                 self.study.enqueue_trial(untried)
-        return ask_without_heartbeat_warning(self.study)
+                queued = True
+        return ask_without_heartbeat_warning(self.study) if queued else _create_trial(self.study)
 
     def report(self, number: int, values: Sequence[tuple[int, float]]) -> bool:
         """Record a running trial's intermediate values not recorded yet; whether to prune it now.
@@ -323,6 +326,16 @@ class Sweep:
         if b is None:
             return True
         return a > b if self.config.metric.goal == "maximize" else a < b
+
+
+def _create_trial(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()`` for a study known to hold no queued (WAITING) trial.
+
+    ``ask`` first looks for a queued trial, a query that takes a fifth of the flow's storage time
+    per trial with SQLite; a sole writer knows there is none, having queued every one itself.
+    """
+    study._thread_local.cached_all_trials = None  # as ask() does: samplers read the trials afresh
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
 
 
 def _attempt(trial: FrozenTrial) -> int:

@@ -46,11 +46,10 @@ def log_of(work: ObjectiveWork, number: int) -> str:
 
 def test_a_script_that_prints_nothing_is_reported_from_its_trainer(argparse_work):
     argparse_work.run(0, {"model.lr": 0.05, "trainer.max_epochs": 4})
-    assert argparse_work.script_args == ["--model.lr=0.05", "--trainer.max_epochs=4"], "dotted names, as recorded"
     result = argparse_work.result
     assert result["state"] == "COMPLETE", result
     got = values(argparse_work, 0)
-    assert [step for step, _ in got] == [0, 1, 2, 3], "one value per validation epoch, none for the sanity check"
+    assert [step for step, _ in got] == [0, 1, 2, 3], "one value per validation epoch (--trainer.max_epochs=4 arrived)"
     assert result["value"] == got[-1][1]
     checkpoint = Path(result["user_attrs"][CHECKPOINT_ATTR])
     assert checkpoint.is_file() and checkpoint.suffix == ".ckpt"
@@ -119,7 +118,6 @@ def test_a_trial_asked_to_stop_ends_its_fit_cleanly_and_is_pruned(argparse_work)
 def test_the_example_runs_through_lightning_cli_with_dotted_parameters(tmp_path):
     work = ObjectiveWork(str(EXAMPLE), "val_loss", str(tmp_path / "logs"), timeout=60, command=CLI_COMMAND)
     work.run(0, {"model.lr": 0.1, "model.hidden": 32, "trainer.max_epochs": 3})
-    assert work.script_args == ["fit", "--model.lr=0.1", "--model.hidden=32", "--trainer.max_epochs=3"]
     assert work.result["state"] == "COMPLETE", work.result
     assert [step for step, _ in work.values_of(0)] == [0, 1, 2]
     saved = yaml.safe_load((tmp_path / "trials" / "0" / "config.yaml").read_text())  # LightningCLI's record

@@ -23,7 +23,8 @@ def test_script_receives_parameters_as_dashed_args_and_its_metric_is_read(work, 
     assert work.result["value"] == 0.1 + 0.2  # exactly: repr of the float on the way in and out
     log = (tmp_path / "logs" / "7.log").read_text()
     assert log == "epoch=1 loss=1.3\nepoch=2 loss=0.30000000000000004\n"
-    assert work.script_args == ["--x=0.30000000000000004", "--mode=ok"]
+    assert work.values_of(7) == [(1, 1.3), (2, 0.1 + 0.2)], "a trial that ended sends all its values with its result"
+    assert work.result_of(7)["value"] == 0.1 + 0.2
 
 
 def test_global_variable_and_zero_metric(work):
