@@ -1,37 +1,37 @@
 """ObjectiveWork: runs the sweep's script for one trial at a time, from a process kept warm.
 
-The work's process imports what the script imports once; each trial then runs the script through
-``TracerPythonScript`` (``runpy``) in a forked child of that process (``sweeps.process``), which
-starts with those imports already loaded and which the work supervises: the script's output is
-read for the metric as it is printed, a deadline is enforced, and an exception, a non-zero exit,
-a signal (abort, segfault, OOM kill) or a timeout becomes a FAIL with its reason. Whatever the
-script does, the work survives to report.
+The work is a ``TracerPythonScript``: it runs ``script_path`` as ``__main__`` with the trial's
+arguments, and traces the Lightning ``Trainer`` it builds. It does so in a child process for each
+trial, forked by a lean server warm with what the script imports (``sweeps.forkserver``) rather
+than in the work's own process: the work supervises the child (``sweeps.process``), reading the
+script's output for the metric as it is printed, enforcing a deadline, and turning an exception,
+a non-zero exit, a signal (abort, segfault, OOM kill) or a timeout into a FAIL with its reason.
+Whatever the script does, the work survives to report.
 
-A script that builds a PyTorch Lightning ``Trainer`` gets a callback through the tracer
-(``configure_tracer``, ``sweeps.trainer``): it reports ``trainer.callback_metrics`` after each
-validation, stops the Trainer cleanly when the pruner says so (the work then waits for it, up to
-a grace period, instead of killing it at once), and names the best checkpoint.
+A script that builds a PyTorch Lightning ``Trainer`` gets a callback (``sweeps.trainer``): it
+reports ``trainer.callback_metrics`` after each validation, stops the Trainer cleanly when the
+pruner says so (the work then waits for it, up to a grace period, instead of killing it at once),
+and names the best checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from lightning_app.components import TracerPythonScript
 from lightning_app.utilities.enum import CacheCallsKeys
 from lightning_app.utilities.proxies import WorkRunExecutor
-from lightning_app.utilities.tracer import Tracer
 
 from sweeps.command import expand, in_process_args
+from sweeps.forkserver import ForkServer
 from sweeps.metrics import MetricReader
-from sweeps.process import import_dependencies, run_forked
-from sweeps.trainer import TrialHooks, trace_trainers, trainer_packages
+from sweeps.process import ScriptRun, run_trial
+from sweeps.trainer import TrialHooks
 from sweeps.trial import TrialResult, judge
 
 
@@ -73,9 +73,7 @@ class ObjectiveWork(TracerPythonScript):
         # The running trial's intermediate values, as JSON text: Lightning then sends it whole. (Its
         # deltas of a growing list lose items when two of them reach the flow together.)
         self.progress = ""
-        self._warm = False
-        self._trainer_packages: list[str] = []  # the Lightning packages whose Trainer the script uses
-        self._hooks: TrialHooks | None = None  # the running trial's, for the traced Trainer's callback
+        self._server: ForkServer | None = None  # forks the trials' children; started by the first trial
 
     # -- in the flow's process -------------------------------------------------------------------
 
@@ -126,18 +124,12 @@ class ObjectiveWork(TracerPythonScript):
     # -- in the work's process -------------------------------------------------------------------
 
     def run(self, trial_number: int, params: dict[str, Any]) -> None:
-        in_process = in_process_args(self.command)  # the program's arguments, when it runs in this process
-        if not self._warm and in_process is not None:
-            import_dependencies(self.script_path)
-            self._trainer_packages = trainer_packages(self.script_path)
-            self._warm = True
+        if self._server is None:  # the first trial: what the script imports is loaded once, in the server
+            self._server = ForkServer(self.script_path if in_process_args(self.command) is not None else "")
         Path(self.log_dir).mkdir(parents=True, exist_ok=True)
         reader = MetricReader(self.metric)
         log_path = Path(self.log_dir) / f"{trial_number}.log"
         stop_file = self._stop_file(trial_number)
-        # A trial's Trainer writes its logs and checkpoints under output_dir/trials/<number>/.
-        root_dir = Path(self.log_dir).parent / "trials" / str(trial_number)
-        hooks = TrialHooks(self.metric, str(stop_file.absolute()), str(root_dir.absolute()))
         started = pushed_at = time.monotonic()  # a trial that ends at once sends its values with its result
         pushed = 0
 
@@ -154,39 +146,22 @@ class ObjectiveWork(TracerPythonScript):
             return stop_file.exists()
 
         with open(log_path, "w") as log:
-            end = run_forked(
-                self._target(trial_number, params, hooks), stdout, log.write, self.timeout, check_in, reader.stop_grace
-            )
+            script_run = self._script_run(trial_number, params, stop_file)
+            end = run_trial(self._server, script_run, stdout, log.write, self.timeout, check_in, reader.stop_grace)
         reader.close()
         stop_file.unlink(missing_ok=True)
         result = judge(trial_number, reader, end, time.monotonic() - started, self.timeout).to_dict()
         self.result = {**result, VALUES_KEY: json.dumps(reader.values)}  # one change of state, not two
 
-    def _target(self, trial_number: int, params: dict[str, Any], hooks: TrialHooks) -> Callable[[], Any]:
-        """What the trial's child runs: the program through TracerPythonScript, or the command."""
+    def _script_run(self, trial_number: int, params: dict[str, Any], stop_file: Path) -> ScriptRun:
+        """What the trial's child runs: the program with the trial's arguments, or the sweep's command."""
         json_file = Path(self.log_dir) / f"{trial_number}.args.json"
         in_process = in_process_args(self.command)
-        if in_process is not None:
-            return partial(self._run_script, expand(in_process, self.script_path, params, json_file), hooks)
-        argv = expand(self.command, self.script_path, params, json_file)
-        return partial(os.execvp, argv[0], argv)
+        if in_process is None:
+            return ScriptRun(self.script_path, command=expand(self.command, self.script_path, params, json_file))
+        # A trial's Trainer writes its logs and checkpoints under output_dir/trials/<number>/.
+        root_dir = Path(self.log_dir).parent / "trials" / str(trial_number)
+        hooks = TrialHooks(self.metric, str(stop_file.absolute()), str(root_dir.absolute()))
+        args = expand(in_process, self.script_path, params, json_file)
+        return ScriptRun(self.script_path, args, hooks=asdict(hooks))
 
-    def _run_script(self, args: list[str], hooks: TrialHooks) -> dict[str, Any]:
-        """In the trial's child: the program, given ``args``, with ``hooks`` for its Trainer.
-
-        Both are set here, past Lightning's ``__setattr__``: inside ``run`` it deep-copies and diffs
-        the work's whole state on every assignment, to send the flow what changed (a few ms each).
-        """
-        object.__setattr__(self, "script_args", args)
-        object.__setattr__(self, "_hooks", hooks)
-        return TracerPythonScript.run(self)
-
-    def configure_tracer(self) -> Tracer:
-        """In the trial's child: the tracer that adds Sweeps' callback to the script's Lightning Trainer."""
-        tracer = super().configure_tracer()
-        if self._trainer_packages and self._hooks is not None:
-            trace_trainers(tracer, self._trainer_packages, self._hooks)
-        return tracer
-
-    def on_after_run(self, script_globals: dict[str, Any]) -> dict[str, Any]:
-        return script_globals

@@ -1,10 +1,10 @@
-"""Running one trial's script in a forked child that the caller supervises.
+"""Running one trial's script in a child process that the caller supervises.
 
 The script cannot be trusted with the process it runs in: ``os._exit``, ``os.abort``, a segfault
-or the OOM killer would take that process with it, and a hang would hold it forever. So the
-warm process (imports already loaded) forks; the child runs the script, and the parent reads its
-output as it is printed, enforces the deadline, stops it on request, and reads how it ended from
-the exit status. Only the parent survives to report.
+or the OOM killer would take that process with it, and a hang would hold it forever. So it runs
+in a child forked by a process warm with its imports (``sweeps.forkserver``); the caller reads
+its output as it is printed, enforces the deadline, stops it on request, and learns how it ended
+from its wait status. Only the caller survives to report.
 """
 
 from __future__ import annotations
@@ -14,14 +14,18 @@ import io
 import json
 import math
 import os
+import runpy
 import selectors
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sweeps.forkserver import ForkServer
 
 #: How often the parent wakes up with nothing to read, to check the deadline and stop requests.
 POLL_SECONDS = 0.05
@@ -39,49 +43,82 @@ class ProcessEnd:
     script_globals: dict[str, float] | None = None  # the numeric globals the script left
 
 
-def run_forked(
-    target: Callable[[], Mapping[str, Any] | None],
+@dataclass
+class ScriptRun:
+    """What one trial's child runs: the program as ``__main__`` with ``args`` (as ``python program
+    args`` would, and as Lightning's ``TracerPythonScript`` does), or ``command`` through ``exec``."""
+
+    program: str
+    args: list[str] = field(default_factory=list)
+    command: list[str] | None = None  # the sweep's own command line, run instead of the program
+    hooks: dict[str, str] | None = None  # ``sweeps.trainer.TrialHooks``, for the callback of a Lightning Trainer
+
+    def __call__(self, trainer_packages: Sequence[str] = ()) -> dict[str, Any] | None:
+        """In the child. ``trainer_packages``: the Lightning packages whose Trainer to trace."""
+        if self.command is not None:
+            os.execvp(self.command[0], self.command)
+        if self.hooks is not None and trainer_packages:
+            from sweeps.trainer import TrialHooks, trace_trainers
+
+            trace_trainers(trainer_packages, TrialHooks(**self.hooks))
+        sys.argv = [self.program, *self.args]
+        sys.path.insert(0, os.path.dirname(os.path.abspath(self.program)))
+        return runpy.run_path(self.program, run_name="__main__")
+
+
+def run_trial(
+    server: ForkServer,
+    run: ScriptRun,
     stdout: Callable[[str], Any],
     stderr: Callable[[str], Any],
     timeout: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     stop_grace: Callable[[], float] = lambda: 0.0,
 ) -> ProcessEnd:
-    """Run ``target`` (the script) in a forked child; feed its output to ``stdout``/``stderr`` as it comes.
+    """Run ``run`` in a child of ``server``; feed its output to ``stdout``/``stderr`` as it comes.
 
-    ``target`` returns the script's globals; their numeric values travel back to the parent.
-    ``should_stop`` is called on every pass (also while the child stops); once it says True, the
-    child is killed after ``stop_grace()`` seconds (asked then) unless it has exited by itself.
+    The script's numeric globals travel back too. ``should_stop`` is called on every pass (also
+    while the child stops); once it says True, the child is killed after ``stop_grace()`` seconds
+    (asked then) unless it has exited by itself.
     """
+    from sweeps.forkserver import ServerLost
+
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     res_r, res_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        os.close(out_r), os.close(err_r), os.close(res_r)
-        _child(target, out_w, err_w, res_w)
-    os.close(out_w), os.close(err_w), os.close(res_w)
     try:
-        status, end = _supervise(pid, {out_r: stdout, err_r: stderr}, timeout, should_stop, stop_grace)
+        pid = server.spawn(run, out_w, err_w, res_w)
+    except BaseException:
+        os.close(out_r), os.close(err_r), os.close(res_r)
+        raise
+    finally:
+        os.close(out_w), os.close(err_w), os.close(res_w)  # the child has its own copies
+    try:
+        status, end = _supervise(pid, server, {out_r: stdout, err_r: stderr}, timeout, should_stop, stop_grace)
+    except ServerLost as lost:
+        status, end = None, ProcessEnd(error=f"{lost} (killed, or out of memory)")
     finally:
         _kill_group(pid)  # whatever the script started and left behind
         os.close(out_r), os.close(err_r)
     with open(res_r) as channel:
         text = channel.read()
     result = json.loads(text) if text else {}
-    end.error, end.script_globals = result.get("error"), result.get("globals")
-    if os.WIFSIGNALED(status):
+    end.error, end.script_globals = result.get("error", end.error), result.get("globals")
+    if status is None:
+        end.exit_code = None
+    elif os.WIFSIGNALED(status):
         end.exit_code, end.signal = None, os.WTERMSIG(status)
     else:
         end.exit_code = os.WEXITSTATUS(status)
     return end
 
 
-def _child(target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w: int, res_w: int) -> None:
+def child_main(target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w: int, res_w: int) -> None:
+    """In the forked child: run ``target`` with its output on those pipes, and its result on ``res_w``."""
     # A group of its own, so that everything the script starts can be killed with it; and death
     # with the parent, so that a killed app leaves no script running.
     os.setpgid(0, 0)
-    _die_with_parent()
+    die_with_parent()
     # The parent's handlers (Lightning's SIGTERM handler) must not run here.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -112,6 +149,7 @@ def _child(target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w: in
 
 def _supervise(
     pid: int,
+    server: ForkServer,
     sinks: dict[int, Callable[[str], Any]],
     timeout: float | None,
     should_stop: Callable[[], bool],
@@ -122,19 +160,17 @@ def _supervise(
     deadline = None if timeout is None else time.monotonic() + timeout
     kill_at = math.inf  # set when a stop is asked for
     end = ProcessEnd()
-    exited = _exit_fd(pid)
     with selectors.DefaultSelector() as selector:
         for fd, sink in sinks.items():
             os.set_blocking(fd, False)
             selector.register(fd, selectors.EVENT_READ, sink)
-        if exited is not None:  # wakes the select the moment the child exits
-            selector.register(exited, selectors.EVENT_READ, None)
+        selector.register(server.fileno(), selectors.EVENT_READ, None)  # wakes the select at the child's exit
         while True:
             for key, _ in selector.select(POLL_SECONDS):
                 if key.data is not None and not _relay(key.fd, key.data):
                     selector.unregister(key.fd)
-            finished, status = os.waitpid(pid, os.WNOHANG)
-            if finished:
+            status = server.poll()
+            if status is not None:
                 break
             stop = should_stop()
             now = time.monotonic()
@@ -148,22 +184,12 @@ def _supervise(
             elif now < kill_at:
                 continue
             _kill_group(pid)
-            _, status = os.waitpid(pid, 0)
+            status = server.wait()
             break
         for key in list(selector.get_map().values()):  # what it printed last
             while key.data is not None and _relay(key.fd, key.data):
                 pass
-    if exited is not None:
-        os.close(exited)
     return status, end
-
-
-def _exit_fd(pid: int) -> int | None:
-    """A file descriptor that becomes readable when the process exits (Linux), else None (polling)."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
 
 
 def _relay(fd: int, sink: Callable[[str], Any]) -> bool:
@@ -184,7 +210,7 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     try:
         import ctypes
 

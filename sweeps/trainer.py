@@ -1,7 +1,7 @@
 """Sweeping a PyTorch Lightning script unchanged: its ``Trainer`` is traced, and a callback added.
 
 When the trial's script builds a ``lightning.pytorch.Trainer`` or a ``pytorch_lightning.Trainer``,
-the work (``TracerPythonScript``'s tracer) wraps ``Trainer.__init__`` and appends a callback that,
+the trial's child wraps ``Trainer.__init__`` (as ``TracerPythonScript``'s tracer would) and appends a callback that,
 after each validation, prints one tagged line on stdout (``[sweeps] validation epoch=3
 val_loss=0.41``) and checks the trial's stop file. Lines, not a side channel, because the work
 already reads the trial's stdout live for the metric (``sweeps.metrics``), in order with what the
@@ -12,19 +12,20 @@ At the end of ``fit`` it prints the metric's final value (when it changed since 
 validation) and the best checkpoint's path.
 
 This module imports neither torch nor Lightning at import time: the core app runs without them.
-Lightning is imported only by :func:`trace_trainers`, for a script that uses it.
+Lightning is imported only by :func:`trace_trainers`, in the child of a script that uses it.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,8 @@ def lightning_imports(source: str) -> set[str]:
 
 def trainer_packages(script_path: str) -> list[str]:
     """The Lightning packages whose Trainer to trace for this script: those already imported here
-    (the script's imports, loaded when the work warmed up, reach them through any module) and those
-    its source imports (at the top or inside a function), when installed."""
+    (the script's imports, loaded by the fork server, reach them through any module) and those its
+    source imports (at the top or inside a function), when installed."""
     try:
         source = Path(script_path).read_text()
     except OSError:
@@ -115,17 +116,25 @@ class TrialHooks:
     root_dir: str  # the Trainer's default_root_dir unless the script sets one
 
 
-def trace_trainers(tracer: Any, packages: Sequence[str], hooks: TrialHooks) -> None:
-    """Have ``tracer`` (a ``lightning_app.utilities.tracer.Tracer``) add the callback to every Trainer
-    the script builds, through a ``pre_fn`` on ``Trainer.__init__`` (a Trainer subclass and
-    LightningCLI's Trainer go through it too)."""
+def trace_trainers(packages: Sequence[str], hooks: TrialHooks) -> None:
+    """In the trial's child: add the callback to every Trainer the script builds, by wrapping
+    ``Trainer.__init__`` (a Trainer subclass and LightningCLI's Trainer go through it too), as
+    ``TracerPythonScript``'s tracer would with a ``pre_fn``."""
     for package in packages:
-        module = importlib.import_module(package)
-        tracer.add_traced(module.Trainer, "__init__", pre_fn=partial(_with_callback, package, hooks))
+        trainer = importlib.import_module(package).Trainer
+        trainer.__init__ = _traced(trainer.__init__, package, hooks)
 
 
-def _with_callback(package: str, hooks: TrialHooks, trainer: Any, *args: Any, **kwargs: Any) -> tuple[dict, tuple, dict]:
-    """``Trainer.__init__``'s ``pre_fn``: its arguments plus the callback, and a root dir of the trial's own.
+def _traced(init: Callable[..., None], package: str, hooks: TrialHooks) -> Callable[..., None]:
+    @functools.wraps(init)
+    def traced_init(trainer: Any, *args: Any, **kwargs: Any) -> None:
+        init(trainer, *args, **_with_callback(package, hooks, kwargs))
+
+    return traced_init
+
+
+def _with_callback(package: str, hooks: TrialHooks, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A Trainer's keyword arguments plus the callback, and a root dir of the trial's own.
 
     Without its own ``default_root_dir``, every trial would write ``lightning_logs/version_N`` into
     the app's working directory, and two trials starting at once could pick the same N.
@@ -137,7 +146,7 @@ def _with_callback(package: str, hooks: TrialHooks, trainer: Any, *args: Any, **
     if kwargs.get("default_root_dir") is None:
         kwargs["default_root_dir"] = hooks.root_dir
     print(f"{TAG} {TRACED}", flush=True)
-    return {"package": package}, args, kwargs
+    return kwargs
 
 
 @cache

@@ -3,6 +3,7 @@ in a forked child of this process."""
 
 import os
 import sys
+import threading
 import time
 
 import pytest
@@ -19,7 +20,7 @@ def work(tmp_path):
 def test_script_receives_parameters_as_dashed_args_and_its_metric_is_read(work, tmp_path):
     work.run(7, {"x": 0.1 + 0.2, "mode": "ok"})
     assert work.result["number"] == 7
-    assert work.result["state"] == "COMPLETE"
+    assert work.result["state"] == "COMPLETE", work.result
     assert work.result["value"] == 0.1 + 0.2  # exactly: repr of the float on the way in and out
     log = (tmp_path / "logs" / "7.log").read_text()
     assert log == "epoch=1 loss=1.3\nepoch=2 loss=0.30000000000000004\n"
@@ -76,13 +77,32 @@ def test_stderr_goes_to_the_log_not_the_metric(work, tmp_path):
     assert "a warning" in (tmp_path / "logs" / "5.log").read_text()
 
 
-def test_the_scripts_imports_are_loaded_once_in_the_work(tmp_path):
+def test_the_scripts_imports_are_loaded_once_in_the_fork_server(tmp_path):
     imports = tmp_path / "imports.txt"
-    (tmp_path / "heavy_module.py").write_text(f"open({str(imports)!r}, 'a').write('imported\\n')\n")
-    (tmp_path / "train.py").write_text("import heavy_module\nprint('loss=1')\n")
+    (tmp_path / "heavy_module.py").write_text(f"open({str(imports)!r}, 'a').write(f'imported {{__import__(\"os\").getpid()}}\\n')\n")
+    (tmp_path / "train.py").write_text("import heavy_module, os\nprint(f'loss=1 parent={os.getppid()}')\n")
     work = ObjectiveWork(str(tmp_path / "train.py"), "loss", log_dir=str(tmp_path / "logs"))
     for number in range(3):
         work.run(number, {})
         assert work.result["state"] == "COMPLETE"
-    assert imports.read_text() == "imported\n", "imported once, in the work; the trials inherit it"
-    sys.modules.pop("heavy_module")
+    (line,) = imports.read_text().splitlines()
+    server = int(line.split()[1])
+    assert server != os.getpid() and "heavy_module" not in sys.modules, "not in the work's process"
+    parents = {(tmp_path / "logs" / f"{n}.log").read_text().split("parent=")[1].strip() for n in range(3)}
+    assert parents == {str(server)}, "imported once; every trial is a child of the server that did"
+    work._server.close()
+
+
+def test_a_lost_fork_server_fails_the_trial_with_its_reason_and_the_next_trial_gets_a_new_one(work):
+    work.run(1, {"x": 0.0, "mode": "ok"})
+    server = work._server._process
+    killer = threading.Timer(1.0, server.kill)  # while trial 2 sleeps (run() blocks until it ends)
+    killer.start()
+    work.run(2, {"x": 1.0, "sleep": 2.5})
+    killer.join()
+    assert work.result["state"] == "FAIL"
+    assert work.result["reason"].startswith("the fork server of ") and "ended (killed, or out of memory)" in work.result["reason"]
+    work.run(3, {"x": 2.0, "mode": "ok"})
+    assert (work.result["state"], work.result["value"]) == ("COMPLETE", 2.0)
+    assert work._server._process.pid != server.pid
+    work._server.close()
