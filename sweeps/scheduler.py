@@ -48,11 +48,10 @@ def schedule(
         key = str(index)
         if key in running:
             number = running[key]
-            prune = sweep.report(number, slot.values_of(number))
             result = slot.result_of(number)
+            if sweep.report(number, slot.values_of(number), ended=result is not None):
+                slot.stop_trial(number)
             if result is None:
-                if prune:
-                    slot.stop_trial(number)
                 continue
             del running[key]
             on_end(sweep.tell(TrialResult.from_dict(result)))

@@ -206,18 +206,22 @@ class Sweep:
                 queued = True
         return ask_without_heartbeat_warning(self.study) if queued else _create_trial(self.study)
 
-    def report(self, number: int, values: Sequence[tuple[int, float]]) -> bool:
-        """Record a running trial's intermediate values not recorded yet; whether to prune it now.
+    def report(self, number: int, values: Sequence[tuple[int, float]], ended: bool = False) -> bool:
+        """Record a trial's intermediate values not recorded yet; whether to prune it now.
 
-        ``values`` are all of the trial's ``(step, value)`` so far, as its script printed them.
+        ``values`` are all of the trial's ``(step, value)`` so far, as its script printed them;
+        ``ended``: the last of them, the trial having ended. A trial that ended having printed its
+        metric once has no curve: that value is its result, and is not written a second time.
         """
         trial, known = self._asked[number], self._reported.get(number, 0)
+        if ended and len(values) <= 1 and not known:
+            return False
         with warnings.catch_warnings():  # a step printed twice: Optuna keeps the first, and says so
             warnings.simplefilter("ignore", UserWarning)
             for step, value in values[known:]:
                 trial.report(value, step)
         self._reported[number] = len(values)
-        if len(values) > known and self.config.early_terminate is not None and trial.should_prune():
+        if not ended and len(values) > known and self.config.early_terminate is not None and trial.should_prune():
             if PRUNED_AT_ATTR not in trial.user_attrs:  # values printed while it stops are not the decision
                 trial.set_user_attr(PRUNED_AT_ATTR, values[-1][0])
             return True

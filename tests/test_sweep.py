@@ -195,3 +195,12 @@ def test_values_reported_while_a_pruned_trial_stops_do_not_move_the_step_it_was_
     frozen = sweep.tell(TrialResult(number, PRUNED, value=3.0))
     assert frozen.user_attrs[PRUNED_AT_ATTR] == 1
     assert frozen.intermediate_values == {0: 0.5, 1: 2.0, 2: 3.0}
+
+
+def test_an_ended_trials_values_are_kept_as_a_curve_unless_it_printed_its_metric_once(tmp_path):
+    sweep = Sweep.open(make_config(tmp_path, early_terminate={"type": "threshold", "upper": 0.0}))
+    once, curve = sweep.ask().number, sweep.ask().number
+    assert not sweep.report(once, [(0, 0.5)], ended=True)
+    assert not sweep.report(curve, [(0, 0.5), (1, 0.4)], ended=True), "an ended trial is not pruned"
+    assert sweep.tell(TrialResult(once, COMPLETE, value=0.5)).intermediate_values == {}, "its value is its result"
+    assert sweep.tell(TrialResult(curve, COMPLETE, value=0.4)).intermediate_values == {0: 0.5, 1: 0.4}
