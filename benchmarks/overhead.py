@@ -1,6 +1,6 @@
 """Sweeps' own cost per trial, against the loop a user would write by hand.
 
-    python benchmarks/overhead.py [--trials 300] [--parallel 2]
+    python benchmarks/overhead.py [--trials 300] [--parallel 2] [--repeat 1]
 
 A no-op trial script (it prints its metric at once) runs N times, ``parallel`` at a time:
 
@@ -11,7 +11,8 @@ A no-op trial script (it prints its metric at once) runs N times, ``parallel`` a
 Both use Optuna's RandomSampler. Printed for each: wall time, trials per second, the steady-state
 time per trial (first trial's start to last trial's end, over N), the median and p95 per-trial
 overhead (a trial's end to the next trial's start in the same slot), the start-up time (command to
-first trial's start); then the ratios Sweeps / hand loop.
+first trial's start); then the ratios Sweeps / hand loop. With ``--repeat R``, R pairs of runs
+alternate and each figure is the median over them (a ratio: the median of the pairs' ratios).
 """
 
 from __future__ import annotations
@@ -98,14 +99,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1, help="pairs of runs, alternating; the median of each figure is printed")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        ours = sweeps(args.trials, args.parallel, Path(tmp))
-        theirs = hand_loop(args.trials, args.parallel, Path(tmp))
-    print(f"{args.trials} no-op trials, {args.parallel} at a time, SQLite storage")
+    ours, theirs = [], []
+    for _ in range(args.repeat):  # alternating, so that both see the same machine (these are noisy)
+        with tempfile.TemporaryDirectory() as tmp:
+            ours.append(sweeps(args.trials, args.parallel, Path(tmp)))
+            theirs.append(hand_loop(args.trials, args.parallel, Path(tmp)))
+    print(f"{args.trials} no-op trials, {args.parallel} at a time, SQLite storage, median of {args.repeat} pair(s)")
     print(f"{'':18s}{'Sweeps':>10s}{'hand loop':>12s}{'ratio':>8s}")
-    for key in ours:
-        print(f"{key:18s}{ours[key]:10.2f}{theirs[key]:12.2f}{ours[key] / theirs[key]:8.2f}")
+    for key in ours[0]:
+        mine, hand = statistics.median(r[key] for r in ours), statistics.median(r[key] for r in theirs)
+        ratio = statistics.median(a[key] / b[key] for a, b in zip(ours, theirs))  # of each pair's ratio
+        print(f"{key:18s}{mine:10.2f}{hand:12.2f}{ratio:8.2f}")
 
 
 if __name__ == "__main__":
