@@ -40,10 +40,15 @@ def schedule(
     """One pass over the slots: report intermediate values and prune, tell the study what ended,
     start what the budget allows.
 
+    A slot whose trial ended gets its next trial before the study is told of the ended one, when
+    that cannot change what comes next (:meth:`Sweep.tell_can_wait`): telling takes a few
+    milliseconds of storage writes that the slot would otherwise spend idle.
+
     ``running`` maps a slot's index (as a string: it lives in Lightning's JSON state) to the
     number of the trial it runs; it is the only record of what is in flight. ``on_end`` sees
     each trial that ended, as stored, right after the study was told.
     """
+    told_later: list[TrialResult] = []  # ended, told once their slots have their next trials
     for index, slot in enumerate(slots):
         key = str(index)
         if key in running:
@@ -54,10 +59,16 @@ def schedule(
             if result is None:
                 continue
             del running[key]
-            on_end(sweep.tell(TrialResult.from_dict(result)))
-        if sweep.wants_more(len(running)):
+            ended = TrialResult.from_dict(result)
+            if sweep.tell_can_wait(ended):
+                told_later.append(ended)
+            else:
+                on_end(sweep.tell(ended))
+        if sweep.wants_more(len(running) + len(told_later)):
             request = sweep.ask()
             if request is None:  # other workers' trials take the rest of the budget
                 continue
             running[key] = request.number
             slot.start_trial(request.number, request.params)
+    for ended in told_later:
+        on_end(sweep.tell(ended))

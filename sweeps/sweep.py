@@ -227,6 +227,18 @@ class Sweep:
             return True
         return False
 
+    def tell_can_wait(self, result: TrialResult) -> bool:
+        """Whether another trial may start before ``result`` is told.
+
+        Not a FAIL (its retry goes first, and it may exhaust ``max_failures``), nor a value that
+        reaches the target (the sweep ends with it). Otherwise the next trial's sampler merely
+        misses this one result, as it misses those of the trials still running.
+        """
+        if result.state not in (COMPLETE, PRUNED):
+            return False
+        target = self.config.metric.target
+        return target is None or result.value is None or self._better(target, result.value)
+
     def tell(self, result: TrialResult) -> FrozenTrial:
         trial = self._asked.pop(result.number)
         self._reported.pop(result.number, None)

@@ -73,3 +73,21 @@ def test_failed_trials_are_replaced_until_run_cap_finish(tmp_path):
     assert states.count(TrialState.COMPLETE) == 3
     assert all(t.user_attrs[REASON_ATTR] == "exit code 3" for t in ended if t.state == TrialState.FAIL)
     assert len(sweep.study.get_trials()) == len(ended), "no trial left running"
+
+
+def test_a_slot_gets_its_next_trial_before_the_study_is_told_unless_the_trial_failed(tmp_path):
+    config = parse_config(report_config(tmp_path, method="random", run_cap=4, max_retries=1), base_dir=SCRIPTS)
+    sweep = Sweep.open(config)
+    states_at_start: list[list[str]] = []  # the stored states of the earlier trials, when each starts
+
+    def outcome(number, params):
+        states_at_start.append([t.state.name for t in sweep.study.get_trials(deepcopy=False)][:number])
+        if number == 1:
+            return TrialResult.failed(number, "boom")
+        return TrialResult(number, COMPLETE, value=float(number))
+
+    run(sweep, [Slot(outcome)])
+    assert states_at_start[1] == ["RUNNING"], "trial 0 completed: trial 1 started before it was told"
+    assert states_at_start[2] == ["COMPLETE", "FAIL"], "trial 1 failed: told first, and its retry is trial 2"
+    assert sweep.study.trials[2].params == sweep.study.trials[1].params
+    assert [t.state.name for t in sweep.study.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
