@@ -29,8 +29,10 @@ from sweeps.sweep import SYNC_SECONDS, Sweep
 WAITING, RUNNING, STOPPING = "waiting", "running", "stopping"
 FINISHED, STOPPED, GAVE_UP = "finished", "stopped", "gave up"
 
-#: Exports (trials.csv, best.json) are rewritten at most this often while trials end, and at the end.
+#: Exports (trials.csv, best.json) are rewritten at most this often while trials end, and at the end;
+#: less often when writing them takes longer than EXPORT_SHARE of that time (thousands of trials).
 EXPORT_SECONDS = 1.0
+EXPORT_SHARE = 0.05
 
 
 class HPOFlow(LightningFlow):
@@ -39,6 +41,7 @@ class HPOFlow(LightningFlow):
         self._config = config
         self._sweep: Sweep | None = None  # opened in the flow's process, on the first run
         self._exported = 0.0  # when trials.csv was last written
+        self._export_every = EXPORT_SECONDS
         self.status = WAITING
         self.running: dict[str, int] = {}  # work index -> trial number
         self.pool = List(
@@ -96,13 +99,15 @@ class HPOFlow(LightningFlow):
 
     def _on_trial_end(self, trial: FrozenTrial) -> None:
         print(progress_line(self.sweep, trial), flush=True)
-        if time.monotonic() - self._exported > EXPORT_SECONDS:
+        if time.monotonic() - self._exported > self._export_every:
             self._export()
 
     def _export(self) -> None:
         config = self._config
+        started = time.monotonic()
         write_exports(self.sweep.study.get_trials(deepcopy=False), config.output_dir, config.metric.name, config.metric.goal)
         self._exported = time.monotonic()
+        self._export_every = max(EXPORT_SECONDS, (self._exported - started) / EXPORT_SHARE)
 
     def _start_requested(self) -> bool:
         return self._config.autostart or not self.with_ui or self.hiplot.run_requested
