@@ -31,12 +31,18 @@
    state to send the flow one change (~1.5 ms for a trial's result). Here only the assigned
    attribute is diffed: an assignment changes nothing else in the state.
 
+8. A change put on a queue waited up to 5 ms before it left the process: the queue's feeder
+   thread, which sends it, needs the GIL, and the thread that put it goes on computing (the flow
+   tells the study of the trial that ended; the work diffs its state once more). Python hands
+   the GIL over every 5 ms by default; here every 0.5 ms.
+
 Figures before and after are in the README (``benchmarks/idle_cpu.py``, ``benchmarks/overhead.py``).
 """
 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from copy import deepcopy
 from typing import Any
@@ -56,6 +62,9 @@ from lightning_app.utilities.proxies import ComponentDelta, LightningWorkSetAttr
 ACCUMULATE_SECONDS = 0.002
 #: How long an idle loop waits for a change before it runs anyway.
 IDLE_WAIT = 0.1
+
+#: How long a thread may hold the GIL while another waits for it (Python: 5 ms).
+SWITCH_SECONDS = 0.0005
 
 #: At most this many queued states are read (and all but the last dropped) per refresh.
 CATCH_UP = 10_000
@@ -141,6 +150,7 @@ def _refresh(self: UIRefresher) -> None:
 
 
 def apply() -> None:
+    sys.setswitchinterval(SWITCH_SECONDS)
     MultiProcessQueue.__init__ = _init
     MultiProcessQueue.get = _get
     MultiProcessQueue.batch_get = _batch_get
