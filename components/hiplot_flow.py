@@ -1,7 +1,7 @@
 """HiPlotFlow: the sweep's page — controls, status, the HiPlot plot, trials, history, importance, exports.
 
-The flow hands this one every trial that ends (``run``) and the sweep's status; its state keeps a
-count, the latest trial, the sweep's start and end and its config, nothing that grows. The page reads the trials from the
+``HPOFlow`` sets this one's status; its state keeps the status, Run/Stop, the sweep's start and
+end and its config, nothing that grows with the trials. The page reads the trials from the
 Optuna storage itself (Optuna's cached storage fetches only new and running ones) and rebuilds
 its heavy parts only when they changed (``sweeps.dashboard``). Lightning's own push to the page
 is broken on Streamlit 1.56, hence the polling. Everything the page computes is in
@@ -330,6 +330,52 @@ def _failures(page: _Page) -> None:
             st.markdown(f"**{g.count}×** `{g.reason}` — trial {numbers}")
 
 
+#: HiPlot 0.1.33's parallel plot reads its axis order with the rightmost axis first, but saves it (in
+#: its persistent state) leftmost first, and only the axes drawn then: every reload of its data
+#: reversed or scrambled the axes. The page serves HiPlot's component with a mount that keeps the
+#: order it read (Sweeps' own, for every axis) and a drag that saves the order the way it is read.
+#: And it tells the page about a new brush 400 ms after it is drawn, a window in which new trials
+#: reload the plot and clear the brush: here 50 ms.
+_HIPLOT_FIXES = {
+    "dimensions:t,order:Array.from(t)}": "dimensions:t}",
+    "setState({order:Array.from(t.state.dimensions)})": "setState({order:Array.from(t.state.dimensions).reverse()})",
+    "e}.bind(this))}.bind(n),400)": "e}.bind(this))}.bind(n),50)",
+}
+
+
+def _use_fixed_hiplot_component() -> None:
+    """Have ``to_streamlit`` use HiPlot's component with :data:`_HIPLOT_FIXES` (once per process).
+
+    The fixed copy lives in the temp dir; a HiPlot whose bundle differs keeps its own component.
+    """
+    import shutil
+    import tempfile
+
+    import hiplot
+    import streamlit.components.v1 as components
+    from hiplot.streamlit_helpers import _StreamlitHelpers
+
+    if _StreamlitHelpers.component is not None:
+        return
+    built = Path(hiplot.__file__).parent / "static" / "built" / "streamlit_component"
+    fixed = Path(tempfile.gettempdir()) / f"sweeps-hiplot-{hiplot.__version__}-fixes-3"
+    bundle = fixed / "hiplot_streamlit.bundle.js"
+    if not bundle.exists():
+        code = (built / bundle.name).read_text()
+        if any(code.count(old) != 1 for old in _HIPLOT_FIXES):
+            return
+        for old, new in _HIPLOT_FIXES.items():
+            code = code.replace(old, new)
+        staging = Path(tempfile.mkdtemp(dir=tempfile.gettempdir()))
+        shutil.copy(built / "index.html", staging / "index.html")
+        (staging / bundle.name).write_text(code)
+        try:
+            staging.rename(fixed)  # atomic: pages starting at once see a whole copy or none
+        except OSError:  # another page made it first
+            shutil.rmtree(staging, ignore_errors=True)
+    _StreamlitHelpers.component = components.declare_component("hiplot", path=str(fixed))
+
+
 def _plot(page: _Page) -> None:
     import streamlit as st
 
@@ -338,14 +384,24 @@ def _plot(page: _Page) -> None:
     def component(log: Any) -> Any:
         # HiPlot 0.1.33 checks an attribute that Streamlit removed in 1.14; the component itself works.
         st._is_running_with_streamlit = True
+        _use_fixed_hiplot_component()
         # One key for the page's life: the same component takes each new experiment, keeping what HiPlot
-        # keeps across reloads (Keep/Exclude filters, colouring, axis order, hidden axes).
-        return experiment(log.trials, page.metric).to_streamlit(key="hiplot")
+        # keeps across reloads (Keep/Exclude filters, colouring, axis order, hidden axes). HiPlot sends
+        # the brushes back: the plot is not reloaded under them (it would clear them).
+        return experiment(log.trials, page.metric).to_streamlit(key="hiplot", ret="brush_extents")
 
-    live = st.session_state.get("live_plot", True)
-    if live or "plot" not in st.session_state:
-        st.session_state["plot"] = page.derived("plot", component)
-    st.session_state["plot"].display()
+    @st.fragment  # brushing reruns this, not the whole page
+    def plot() -> None:
+        sent = st.session_state.get("hiplot")  # what the plot sent last, as HiPlot returns it: [brushes]
+        brushed = bool(sent and sent[0])
+        if (st.session_state.get("live_plot", True) and not brushed) or "plot" not in st.session_state:
+            st.session_state["plot"] = page.derived("plot", component), page.log.ended
+        shown, ended = st.session_state["plot"]
+        if shown.display() and ended < page.log.ended:
+            st.caption(f"Live updates paused while axes are brushed: the plot shows {ended} of {page.log.ended} "
+                       "ended trials. Clear the brushes (click an axis outside them) to update it.")
+
+    plot()
     _exports(page)
 
 

@@ -82,6 +82,11 @@ class TrialLog:
         return Counter(t.state.name for t in self.trials)
 
     @property
+    def ended(self) -> int:
+        """Trials that ended, whatever their state."""
+        return len(self._ended)
+
+    @property
     def finished(self) -> int:
         """Trials that count towards ``run_cap``: COMPLETE and PRUNED."""
         return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in self.trials)

@@ -31,14 +31,15 @@ def experiment(trials: Iterable[FrozenTrial], metric: str) -> hip.Experiment:
         # HiPlot's parallel plot fails without columns; the table alone mounts the component.
         exp.enabledDisplays = [hip.Displays.TABLE]
         return exp
-    log_params = {
-        name
-        for t in trials
-        for name, d in t.distributions.items()
-        if isinstance(d, (FloatDistribution, IntDistribution)) and d.log
-    }
-    for name in log_params:
-        exp.parameters_definition[name].type = hip.ValueType.NUMERIC_LOG
+    # Each numeric axis as the search space has it: HiPlot would pick a log scale by itself for any
+    # positive values spanning two orders of magnitude (a uniform x in 0..1, or the metric).
+    scales = {metric: hip.ValueType.NUMERIC}
+    for t in trials:
+        for name, d in t.distributions.items():
+            if isinstance(d, (FloatDistribution, IntDistribution)):
+                scales[name] = hip.ValueType.NUMERIC_LOG if d.log else hip.ValueType.NUMERIC
+    for name, scale in scales.items():
+        exp.parameters_definition[name].type = scale
     exp.colorby = metric
     exp.enabledDisplays = [hip.Displays.PARALLEL_PLOT, hip.Displays.TABLE]
     params = list(dict.fromkeys(name for t in trials for name in trial_params(t)))

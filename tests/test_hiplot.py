@@ -55,3 +55,9 @@ def test_rows_are_sent_compressed():
 def test_standalone_html_holds_the_trials():
     html = standalone_html([trial(0, TrialState.COMPLETE, 0.5), trial(1, TrialState.COMPLETE, 0.25)], "acc")
     assert html.lstrip().lower().startswith("<!doctype html") and "0.25" in html
+
+
+def test_linear_parameters_and_the_metric_keep_a_linear_axis_whatever_their_values_span():
+    trials = [trial(0, TrialState.COMPLETE, 0.001), trial(1, TrialState.COMPLETE, 0.9)]
+    exp = experiment(trials, "acc")
+    assert exp.parameters_definition["acc"].type.value == "numeric", "HiPlot alone would pick a log axis"

@@ -161,3 +161,61 @@ def test_the_page_watches_a_shared_sweep_and_its_stop_stops_every_worker(tmp_pat
     assert all(t.datetime_start.timestamp() < clicked + 1.5 for t in trials), "no trial started after Stop"
     assert "stopping" in (out / "worker.log").read_text()
     assert re.search(r"\] trial \d+ COMPLETE", (out / "app.log").read_text()), "the UI app ran trials too"
+
+
+def brush_selection_heights(hiplot) -> list[float]:
+    """The heights of the brushes drawn on HiPlot's axes (d3 hides a cleared one)."""
+    return hiplot.locator(".pplot-brush .selection").evaluate_all(
+        "els => els.filter(e => e.style.display !== 'none').map(e => +e.getAttribute('height'))"
+    )
+
+
+def axes_left_to_right(hiplot) -> list[str]:
+    """The names of HiPlot's visible axes, left to right (each axis is a group translated along x)."""
+    return hiplot.locator(".dimension").evaluate_all(
+        "els => els.map(e => [+e.getAttribute('transform').match(/translate\\(([-\\d.]+)/)[1],"
+        " e.querySelector('.label-name').textContent]).sort((a, b) => a[0] - b[0]).map(a => a[1])"
+    )
+
+
+def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(tmp_path, write_config, browser):
+    out = ARTIFACTS / "ui-brush"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    config = report_config(
+        tmp_path, method="random", run_cap=16, autostart=True,
+        parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 0.8}},
+    )
+    proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.goto(url)
+        sweep_page = page.frame_locator("iframe").first
+        hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
+        sweep_page.get_by_text(re.compile(r"\b[3-9] of 16 trials finished · running")).wait_for(timeout=60_000)
+        hiplot.locator(".pplot-brush .overlay").first.wait_for(timeout=30_000)
+        # (sleep and state, the same for every trial, are hidden by HiPlot)
+        assert axes_left_to_right(hiplot) == ["trial", "x", "loss"], "Sweeps' order, after reloads of the data"
+        box = hiplot.locator(".pplot-brush .overlay").last.bounding_box()  # the metric's axis
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.7, steps=8)
+        page.mouse.up()
+        assert brush_selection_heights(hiplot), "the brush is drawn"
+
+        paused = sweep_page.get_by_text(re.compile(r"Live updates paused while axes are brushed: the plot shows \d+ of \d+"))
+        paused.wait_for(timeout=30_000)  # trials ended since: the page has new data it does not draw
+        sweep_page.get_by_text("16 of 16 trials finished · finished").wait_for(timeout=60_000)
+        time.sleep(1.5)  # page reruns after the end
+        page.screenshot(path=out / "brushed.png")
+        assert brush_selection_heights(hiplot), "the brush survived the new trials"
+        shown = int(re.search(r"shows (\d+) of", paused.inner_text())[1])
+        assert shown < 16
+
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.05)  # outside it: d3 clears it
+        paused.wait_for(state="detached", timeout=30_000)
+        hiplot.get_by_text(re.compile(r"16\s*/\s*16")).wait_for(timeout=30_000)  # every trial drawn again
+        page.screenshot(path=out / "cleared.png")
+        assert axes_left_to_right(hiplot) == ["trial", "x", "loss"], "and after one more"
+    finally:
+        kill_group(proc)
