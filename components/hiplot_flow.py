@@ -398,8 +398,13 @@ def _plot(page: _Page) -> None:
             st.session_state["plot"] = page.derived("plot", component), page.log.ended
         shown, ended = st.session_state["plot"]
         if shown.display() and ended < page.log.ended:
-            st.caption(f"Live updates paused while axes are brushed: the plot shows {ended} of {page.log.ended} "
-                       "ended trials. Clear the brushes (click an axis outside them) to update it.")
+            note = (f"Live updates paused while axes are brushed: the plot shows {ended} of {page.log.ended} "
+                    "ended trials. Clear the brushes (click an axis outside them) to update it.")
+        else:
+            note = "Drag along an axis to brush; while brushed, the plot holds still as trials end."
+        # Always one line here: a line that came and went would move the page, and HiPlot clears
+        # its brushes when it is resized (a scrollbar appearing is enough).
+        st.caption(note)
 
     plot()
     _exports(page)
