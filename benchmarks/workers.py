@@ -14,6 +14,7 @@ the per-trial cost stays flat, not the speed-up.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import re
 import statistics
@@ -66,8 +67,11 @@ def run(workers: int, trials: int, sleep: float, url: str, workdir: Path) -> Non
     finished = sum(t.state.is_finished() and t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
     per_worker = [len(set(re.findall(r"\] trial (\d+) ", log.read_text()))) for log in logs]
     # The gap before each start (the first wave excluded): from the latest trial end before it, in
-    # any slot of any worker, to the start. The storage does not say which slot a trial ran in.
-    ends = sorted(t.datetime_complete for t in done)
+    # any slot of any worker, to the start. The storage does not say which slot a trial ran in, and
+    # records a trial's end when the study is told, which can come after the slot's next start: a
+    # trial ends when its log is last written.
+    logs_dir = workdir / name / "logs"
+    ends = sorted(datetime.datetime.fromtimestamp((logs_dir / f"{t.number}.log").stat().st_mtime) for t in done)
     starts = sorted(t.datetime_start for t in done)[2 * workers:]  # every start after the first wave
     gaps = [min((s - e).total_seconds() for e in ends if e <= s) * 1000 for s in starts if any(e <= s for e in ends)]
     print(f"{workers:>7} {wall:>8.1f} {finished / wall:>9.2f} {finished:>9} {str(per_worker):>16} "
