@@ -1,7 +1,7 @@
 """W&B's ``command``: the command line a trial runs, with its macros.
 
-The default, ``${env} ${interpreter} ${program} ${args}``, runs the Python program in the work's
-warm process (``TracerPythonScript``), and so does any command that only changes what follows
+The default, ``${env} ${interpreter} ${program} ${args}``, runs the Python program warm, in a child
+of the work's fork server (``sweeps.forkserver``), and so does any command that only changes what follows
 ``${program}`` (:func:`in_process_args`); any other command is executed as it is written, in the
 same supervised child, so exit codes, signals, timeouts and pruning apply to it alike.
 """
@@ -57,7 +57,7 @@ def in_process_args(command: Sequence[str] | None) -> tuple[str, ...] | None:
     """What follows ``${program}`` when the command runs the program with this Python
     (``[${env}, ${interpreter}, ${program}, ...]``, ``${env}`` optional), else None.
 
-    Such a command runs the program in the work's warm process like the default one, so that a
+    Such a command runs the program warm like the default one (``sweeps.forkserver``), so that a
     Lightning script's Trainer is traced (``sweeps.trainer``): LightningCLI scripts need a
     subcommand first, ``[${env}, ${interpreter}, ${program}, fit, ${args}]``.
     """

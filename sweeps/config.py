@@ -119,7 +119,7 @@ class SweepConfig(_Strict):
 
     @property
     def custom_command(self) -> tuple[str, ...] | None:
-        """The ``command``, unless it is W&B's default (which runs the program in-process)."""
+        """The ``command``, unless it is W&B's default (which runs the program warm, in a child of the fork server)."""
         return self._command
 
     @property

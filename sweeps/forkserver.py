@@ -52,16 +52,22 @@ class ForkServer:
         self._pending = b""
 
     def spawn(self, run: ScriptRun, out_w: int, err_w: int, res_w: int) -> int:
-        """Start ``run`` in a new child writing to those pipes; its pid."""
-        if self._socket is None:
-            self._start()
-        assert self._socket is not None
-        try:
-            socket.send_fds(self._socket, [json.dumps(asdict(run)).encode() + b"\n"], [out_w, err_w, res_w])
-            return int(self._receive()["pid"])
-        except (OSError, ServerLost):
-            self.close()
-            raise ServerLost(f"the fork server of {self.program} ended") from None
+        """Start ``run`` in a new child writing to those pipes; its pid.
+
+        A server found gone (it died between trials) is replaced once; :class:`ServerLost` if
+        the new one fails too.
+        """
+        request = json.dumps(asdict(run)).encode() + b"\n"
+        for attempt in range(2):
+            if self._socket is None:
+                self._start()
+            assert self._socket is not None
+            try:
+                socket.send_fds(self._socket, [request], [out_w, err_w, res_w])
+                return int(self._receive()["pid"])
+            except (OSError, ServerLost):
+                self.close()
+        raise ServerLost(f"the fork server of {self.program} ended")
 
     def fileno(self) -> int:
         """Readable once the running child has ended (its status is waiting), or the server has."""

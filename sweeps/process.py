@@ -88,9 +88,9 @@ def run_trial(
     res_r, res_w = os.pipe()
     try:
         pid = server.spawn(run, out_w, err_w, res_w)
-    except BaseException:
+    except ServerLost as lost:
         os.close(out_r), os.close(err_r), os.close(res_r)
-        raise
+        return ProcessEnd(exit_code=None, error=f"{lost} (killed, or out of memory)")
     finally:
         os.close(out_w), os.close(err_w), os.close(res_w)  # the child has its own copies
     try:

@@ -1,5 +1,5 @@
 """ObjectiveWork's run, called in this process: the script runs through TracerPythonScript for real,
-in a forked child of this process."""
+in a child of the work's fork server."""
 
 import os
 import sys
@@ -104,5 +104,16 @@ def test_a_lost_fork_server_fails_the_trial_with_its_reason_and_the_next_trial_g
     assert work.result["reason"].startswith("the fork server of ") and "ended (killed, or out of memory)" in work.result["reason"]
     work.run(3, {"x": 2.0, "mode": "ok"})
     assert (work.result["state"], work.result["value"]) == ("COMPLETE", 2.0)
+    assert work._server._process.pid != server.pid
+    work._server.close()
+
+
+def test_a_fork_server_that_died_between_trials_is_replaced_before_the_next_one(work):
+    work.run(1, {"x": 0.0, "mode": "ok"})
+    server = work._server._process
+    server.kill()
+    server.wait()
+    work.run(2, {"x": 1.0, "mode": "ok"})
+    assert (work.result["state"], work.result["value"]) == ("COMPLETE", 1.0), work.result
     assert work._server._process.pid != server.pid
     work._server.close()
