@@ -348,6 +348,7 @@ def _use_fixed_hiplot_component() -> None:
 
     The fixed copy lives in the temp dir; a HiPlot whose bundle differs keeps its own component.
     """
+    import hashlib
     import shutil
     import tempfile
 
@@ -358,7 +359,8 @@ def _use_fixed_hiplot_component() -> None:
     if _StreamlitHelpers.component is not None:
         return
     built = Path(hiplot.__file__).parent / "static" / "built" / "streamlit_component"
-    fixed = Path(tempfile.gettempdir()) / f"sweeps-hiplot-{hiplot.__version__}-fixes-3"
+    fixes = hashlib.sha1(repr(sorted(_HIPLOT_FIXES.items())).encode()).hexdigest()[:8]  # a new copy per change
+    fixed = Path(tempfile.gettempdir()) / f"sweeps-hiplot-{hiplot.__version__}-{fixes}"
     bundle = fixed / "hiplot_streamlit.bundle.js"
     if not bundle.exists():
         code = (built / bundle.name).read_text()
@@ -397,11 +399,14 @@ def _plot(page: _Page) -> None:
         if (st.session_state.get("live_plot", True) and not brushed) or "plot" not in st.session_state:
             st.session_state["plot"] = page.derived("plot", component), page.log.ended
         shown, ended = st.session_state["plot"]
-        if shown.display() and ended < page.log.ended:
-            note = (f"Live updates paused while axes are brushed: the plot shows {ended} of {page.log.ended} "
-                    "ended trials. Clear the brushes (click an axis outside them) to update it.")
-        else:
+        shown.display()  # (returns the brushes, which ``sent`` already holds)
+        held = f"the plot shows {ended} of {page.log.ended} ended trials."
+        if ended == page.log.ended:
             note = "Drag along an axis to brush; while brushed, the plot holds still as trials end."
+        elif brushed:
+            note = f"Live updates paused while axes are brushed: {held} Clear the brushes (click an axis outside them) to update it."
+        else:
+            note = f"Live plot is off: {held}"
         # Always one line here: a line that came and went would move the page, and HiPlot clears
         # its brushes when it is resized (a scrollbar appearing is enough).
         st.caption(note)

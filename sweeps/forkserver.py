@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sweeps.process import ScriptRun, child_main, die_with_parent, import_dependencies
+from sweeps.process import ScriptRun, child_main, die_with_parent
 from sweeps.trainer import trainer_packages
 
 #: The directory holding the ``sweeps`` package, for the server's interpreter to import it from.
@@ -39,7 +39,7 @@ _BUFFER = 1 << 16
 
 
 class ServerLost(RuntimeError):
-    """The fork server ended (killed, or out of memory) while it had a trial running."""
+    """The fork server ended (killed, or out of memory): its running trial went with it."""
 
 
 class ForkServer:
@@ -57,8 +57,8 @@ class ForkServer:
         A server found gone (it died between trials) is replaced once; :class:`ServerLost` if
         the new one fails too.
         """
-        request = json.dumps(asdict(run)).encode() + b"\n"
-        for attempt in range(2):
+        request = _message(asdict(run))
+        for _ in range(2):
             if self._socket is None:
                 self._start()
             assert self._socket is not None
@@ -114,13 +114,29 @@ class ForkServer:
 
     def _receive(self) -> dict[str, Any]:
         assert self._socket is not None
-        while b"\n" not in self._pending:
-            chunk = self._socket.recv(_BUFFER)
-            if not chunk:
-                raise ServerLost(f"the fork server of {self.program} ended")
-            self._pending += chunk
-        line, self._pending = self._pending.split(b"\n", 1)
-        return json.loads(line)
+        message, self._pending, _ = _read_message(self._socket, self._pending)
+        if message is None:
+            raise ServerLost(f"the fork server of {self.program} ended")
+        return message
+
+
+def _message(content: dict[str, Any]) -> bytes:
+    """One message on the socket: a line of JSON."""
+    return json.dumps(content).encode() + b"\n"
+
+
+def _read_message(connection: socket.socket, pending: bytes) -> tuple[dict[str, Any] | None, bytes, list[int]]:
+    """The next message (None once the other end is closed), what was read past it, and the
+    descriptors that came with it. ``pending``: what the last call read past its message."""
+    fds: list[int] = []
+    while b"\n" not in pending:
+        chunk, received, _, _ = socket.recv_fds(connection, _BUFFER, 3)
+        fds += received
+        if not chunk:
+            return None, pending, fds
+        pending += chunk
+    line, pending = pending.split(b"\n", 1)
+    return json.loads(line), pending, fds
 
 
 def serve() -> None:
@@ -134,15 +150,10 @@ def serve() -> None:
     packages = trainer_packages(program) if program else []  # once the imports are loaded
     pending = b""
     while True:
-        fds: list[int] = []
-        while b"\n" not in pending:
-            chunk, received, _, _ = socket.recv_fds(connection, _BUFFER, 3)
-            fds += received
-            if not chunk:
-                return  # the work closed its end, or is gone
-            pending += chunk
-        line, pending = pending.split(b"\n", 1)
-        run = ScriptRun(**json.loads(line))
+        request, pending, fds = _read_message(connection, pending)
+        if request is None:
+            return  # the work closed its end, or is gone
+        run = ScriptRun(**request)
         pid = os.fork()
         if pid == 0:
             connection.close()
@@ -153,6 +164,36 @@ def serve() -> None:
             pass
         for fd in fds:
             os.close(fd)
-        connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        connection.sendall(_message({"pid": pid}))
         _, status = os.waitpid(pid, 0)
-        connection.sendall(json.dumps({"status": status}).encode() + b"\n")
+        connection.sendall(_message({"status": status}))
+
+
+def import_dependencies(script_path: str) -> None:
+    """Import what the script imports at its top level, so that every forked trial starts warm.
+
+    A module that fails to import here is left for the script to fail on, with its own error.
+    """
+    import ast
+    import importlib
+
+    try:
+        tree = ast.parse(open(script_path).read(), script_path)
+    except (OSError, SyntaxError, ValueError):
+        return
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    script_dir = os.path.dirname(os.path.abspath(script_path))
+    sys.path.insert(0, script_dir)
+    try:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except BaseException:  # noqa: BLE001 - any failure is the script's to report
+                continue
+    finally:
+        sys.path.remove(script_dir)

@@ -245,33 +245,3 @@ def _numbers(script_globals: Mapping[str, Any]) -> dict[str, float]:
         except (TypeError, ValueError, RuntimeError):
             continue
     return found
-
-
-def import_dependencies(script_path: str) -> None:
-    """Import what the script imports at its top level, so that every forked trial starts warm.
-
-    A module that fails to import here is left for the script to fail on, with its own error.
-    """
-    import ast
-    import importlib
-
-    try:
-        tree = ast.parse(open(script_path).read(), script_path)
-    except (OSError, SyntaxError, ValueError):
-        return
-    names = []
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.append(node.module)
-    script_dir = os.path.dirname(os.path.abspath(script_path))
-    sys.path.insert(0, script_dir)
-    try:
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except BaseException:  # noqa: BLE001 - any failure is the script's to report
-                continue
-    finally:
-        sys.path.remove(script_dir)
