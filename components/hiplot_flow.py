@@ -334,12 +334,18 @@ def _failures(page: _Page) -> None:
 #: its persistent state) leftmost first, and only the axes drawn then: every reload of its data
 #: reversed or scrambled the axes. The page serves HiPlot's component with a mount that keeps the
 #: order it read (Sweeps' own, for every axis) and a drag that saves the order the way it is read.
-#: And it tells the page about a new brush 400 ms after it is drawn, a window in which new trials
-#: reload the plot and clear the brush: here 50 ms.
+#: A reload of its data clears the brushes, and the page learns of a brush only once it is drawn
+#: (HiPlot tells it 400 ms later; here 50 ms): trials ending during a drag or in that window
+#: cleared it. The component now holds new data while a brush is drawn on any axis, and loads the
+#: newest it was sent once the brushes are cleared. (The page holds too, once it knows.)
 _HIPLOT_FIXES = {
     "dimensions:t,order:Array.from(t)}": "dimensions:t}",
     "setState({order:Array.from(t.state.dimensions)})": "setState({order:Array.from(t.state.dimensions).reverse()})",
     "e}.bind(this))}.bind(n),400)": "e}.bind(this))}.bind(n),50)",
+    "newExp!=this.state.experimentJson&&this.setState(": (
+        "newExp!=this.state.experimentJson&&!Array.from(document.querySelectorAll('.pplot-brush .selection'))"
+        ".some(function(e){return e.style.display!=='none'})&&this.setState("
+    ),
 }
 
 

@@ -178,6 +178,12 @@ def axes_left_to_right(hiplot) -> list[str]:
     )
 
 
+def axis_brush_area(hiplot, name: str):
+    """The area of the axis called ``name`` that takes a brush (HiPlot's DOM order is not the axes' order)."""
+    label = hiplot.locator(".label-name", has_text=re.compile(rf"^{re.escape(name)}$"))
+    return hiplot.locator(".dimension").filter(has=label).locator(".pplot-brush .overlay")
+
+
 def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(tmp_path, write_config, browser):
     out = ARTIFACTS / "ui-brush"
     shutil.rmtree(out, ignore_errors=True)
@@ -196,7 +202,7 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
         hiplot.locator(".pplot-brush .overlay").first.wait_for(timeout=30_000)
         # (sleep and state, the same for every trial, are hidden by HiPlot)
         assert axes_left_to_right(hiplot) == ["trial", "x", "loss"], "Sweeps' order, after reloads of the data"
-        box = hiplot.locator(".pplot-brush .overlay").last.bounding_box()  # the metric's axis
+        box = axis_brush_area(hiplot, "loss").bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.2)
         page.mouse.down()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.7, steps=8)
