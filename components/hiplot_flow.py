@@ -261,6 +261,11 @@ def _live_status(page: _Page) -> None:
         _progress(page, flow)
         _best(page)
         _failures(page)
+        # The plot's line is written here, rewritten every poll: a run of the plot's fragment alone
+        # (on a brush drawn or cleared) sometimes never reached the browser (Streamlit 1.56). Always
+        # one line: a line that came and went would move the plot (HiPlot clears its brushes when
+        # its frame is resized, and a click aimed at an axis would land elsewhere).
+        st.caption(_plot_note(page))
         # Last, once the buttons are drawn: a click is only handled if its button was in the
         # previous run, and a run cut short by st.rerun would have lost it.
         if page.rebuild_due():
@@ -274,11 +279,17 @@ def _controls(flow: Any) -> None:
 
     # A click is sent from the button's callback, which Streamlit runs first thing in the next
     # run: before this fragment's fresh state fetch (Lightning sleeps 0.5 s in it).
-    if flow.status == "waiting" and not flow.run_requested:
-        st.button("Run", type="primary", on_click=setattr, args=(flow, "run_requested", True))
-    elif flow.status == "running" and not flow.stop_requested:
+    # Always one button, disabled when it cannot act: a button that came and went would move the
+    # plot under the user's mouse (and a click aimed at it would land elsewhere).
+    if flow.status == "waiting":
+        st.button(
+            "Run", type="primary", disabled=flow.run_requested,
+            on_click=setattr, args=(flow, "run_requested", True),
+        )
+    else:
         st.button(
             "Stop", help="Start no new trial; the running ones finish",
+            disabled=flow.status != "running" or flow.stop_requested,
             on_click=setattr, args=(flow, "stop_requested", True),
         )
 
@@ -337,7 +348,7 @@ def _failures(page: _Page) -> None:
 #: A reload of its data clears the brushes, and the page learns of a brush only once it is drawn
 #: (HiPlot tells it 400 ms later; here 50 ms): trials ending during a drag or in that window
 #: cleared it. The component now holds new data while a brush is drawn on any axis, and loads the
-#: newest it was sent once the brushes are cleared. (The page holds too, once it knows.)
+#: newest it was sent once the brushes are cleared.
 _HIPLOT_FIXES = {
     "dimensions:t,order:Array.from(t)}": "dimensions:t}",
     "setState({order:Array.from(t.state.dimensions)})": "setState({order:Array.from(t.state.dimensions).reverse()})",
@@ -395,30 +406,49 @@ def _plot(page: _Page) -> None:
         _use_fixed_hiplot_component()
         # One key for the page's life: the same component takes each new experiment, keeping what HiPlot
         # keeps across reloads (Keep/Exclude filters, colouring, axis order, hidden axes). HiPlot sends
-        # the brushes back: the plot is not reloaded under them (it would clear them).
+        # its brushes back, for the plot's line.
         return experiment(log.trials, page.metric).to_streamlit(key="hiplot", ret="brush_extents")
 
     @st.fragment  # brushing reruns this, not the whole page
     def plot() -> None:
-        sent = st.session_state.get("hiplot")  # what the plot sent last, as HiPlot returns it: [brushes]
-        brushed = bool(sent and sent[0])
-        if (st.session_state.get("live_plot", True) and not brushed) or "plot" not in st.session_state:
+        # While brushed, the component itself holds the trials it shows (see _HIPLOT_FIXES) and
+        # loads the newest it was sent once the brushes are cleared: it is sent every update.
+        brushed = _brushed()
+        if not brushed:
+            st.session_state.pop("brushed_shows", None)
+        elif "brushed_shows" not in st.session_state and "plot" in st.session_state:
+            st.session_state["brushed_shows"] = st.session_state["plot"][1]
+        if st.session_state.get("live_plot", True) or "plot" not in st.session_state:
             st.session_state["plot"] = page.derived("plot", component), page.log.ended
-        shown, ended = st.session_state["plot"]
-        shown.display()  # (returns the brushes, which ``sent`` already holds)
-        held = f"the plot shows {ended} of {page.log.ended} ended trials."
-        if ended == page.log.ended:
-            note = "Drag along an axis to brush; while brushed, the plot holds still as trials end."
-        elif brushed:
-            note = f"Live updates paused while axes are brushed: {held} Clear the brushes (click an axis outside them) to update it."
-        else:
-            note = f"Live plot is off: {held}"
-        # Always one line here: a line that came and went would move the page, and HiPlot clears
-        # its brushes when it is resized (a scrollbar appearing is enough).
-        st.caption(note)
+        st.session_state["plot"][0].display()  # (returns the brushes, which _brushed reads from the session)
 
     plot()
     _exports(page)
+
+
+def _brushed() -> bool:
+    """Whether an axis of the plot is brushed, as the plot last told the page."""
+    import streamlit as st
+
+    sent = st.session_state.get("hiplot")  # as HiPlot returns it: [brushes]
+    return bool(sent and sent[0])
+
+
+def _plot_note(page: _Page) -> str:
+    """The line about the plot: how to brush, or why it is behind the trials."""
+    import streamlit as st
+
+    ended = page.log.ended
+    if _brushed():
+        shows = st.session_state.get("brushed_shows", ended)
+        if shows != ended:
+            return (f"Live updates paused while axes are brushed: the plot shows {shows} of {ended} ended trials. "
+                    "Clear the brushes (click an axis outside them) to update it.")
+    elif not st.session_state.get("live_plot", True) and "plot" in st.session_state:
+        shows = st.session_state["plot"][1]
+        if shows != ended:
+            return f"Live plot is off: the plot shows {shows} of {ended} ended trials."
+    return "Drag along an axis to brush; while brushed, the plot holds still as trials end."
 
 
 def _exports(page: _Page) -> None:
@@ -431,7 +461,7 @@ def _exports(page: _Page) -> None:
     live, csv, best, html = st.columns([3, 1, 1, 1])
     live.toggle(
         "Live plot", value=True, key="live_plot",
-        help="Off: the plot stays as it is while trials end, so that a brush is not lost when it reloads",
+        help="Off: the plot stays as it is while trials end (a brushed plot holds still by itself)",
     )
     # Built when clicked (callables), not on every rerun: at 10,000 trials each is a few MB.
     csv.download_button("trials.csv", lambda: trials_csv(trials), file_name="trials.csv", mime="text/csv",

@@ -85,15 +85,16 @@ class HPOFlow(LightningFlow):
         schedule(sweep, self.pool, self.running, on_end=self._on_trial_end)
         if sweep.done and not self.running:
             self._export()
+            status = GAVE_UP if sweep.gave_up else STOPPED if sweep.stopped else FINISHED
+            # (a Stop read while no trial of this worker ran ends it without a "stopping" line)
+            print(f"sweep {sweep.config.name}: {status}, {sweep.finished}/{sweep.config.budget} trials finished", flush=True)
             print(summary(sweep.study), flush=True)
-            if sweep.gave_up:
-                self._set_status(GAVE_UP)
+            self._set_status(status)
+            if status == GAVE_UP:
                 message = failure_summary(sweep)
                 print(message, file=sys.stderr, flush=True)
                 if not self.with_ui:
                     raise LightningFlowException(message)  # the app exits with code 1
-            else:
-                self._set_status(STOPPED if sweep.stopped else FINISHED)
             if not self.with_ui:
                 self.stop()
 

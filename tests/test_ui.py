@@ -63,6 +63,7 @@ def test_run_to_the_end_then_read_best_trial_failure_reason_and_download_the_csv
         time.sleep(1)  # let the plot draw its lines before the screenshot
         page.screenshot(path=out / "after-run.png", full_page=True)
 
+        assert sweep_page.get_by_role("button", name="Stop", exact=True).is_disabled(), "kept in place, but nothing to stop"
         best = sweep_page.get_by_text("Best: trial").inner_text()
         failure = sweep_page.locator("p", has_text="ValueError: bad x 0.0").first.inner_text()  # with its trial
         with page.expect_download(timeout=30_000) as download:
@@ -119,7 +120,8 @@ def test_stop_starts_no_new_trial_and_lets_running_ones_finish(tmp_path, write_c
     trials = load_trials(config)
     assert all(t.state == TrialState.COMPLETE for t in trials), "the running trials finished"
     assert len(trials) < 20
-    assert all(t.datetime_start.timestamp() < clicked + 0.5 for t in trials), "no trial started after Stop"
+    # The click reaches the flow in the page's next run, through Lightning's state API: up to ~1 s on a busy machine.
+    assert all(t.datetime_start.timestamp() < clicked + 1.0 for t in trials), "no trial started after Stop"
 
 
 def test_the_page_watches_a_shared_sweep_and_its_stop_stops_every_worker(tmp_path, write_config, browser, shared_storage):
@@ -159,8 +161,14 @@ def test_the_page_watches_a_shared_sweep_and_its_stop_stops_every_worker(tmp_pat
     assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) < 60
     # Each worker reads the Stop within a second; a trial it started just before may follow.
     assert all(t.datetime_start.timestamp() < clicked + 1.5 for t in trials), "no trial started after Stop"
-    assert "stopping" in (out / "worker.log").read_text()
+    assert re.search(r"sweep \S+: stopped, \d+/60 trials finished", (out / "worker.log").read_text())
     assert re.search(r"\] trial \d+ COMPLETE", (out / "app.log").read_text()), "the UI app ran trials too"
+
+
+def record_console(page, path: Path) -> None:
+    """The page's console messages (HiPlot logs each brush it sends), timed, for a failed run."""
+    log = path.open("w")
+    page.on("console", lambda message: log.write(f"{time.time():.3f} {message.text[:300]}\n") or log.flush())
 
 
 def brush_selection_heights(hiplot) -> list[float]:
@@ -178,10 +186,20 @@ def axes_left_to_right(hiplot) -> list[str]:
     )
 
 
-def axis_brush_area(hiplot, name: str):
-    """The area of the axis called ``name`` that takes a brush (HiPlot's DOM order is not the axes' order)."""
+def axis_brush_box(hiplot, name: str) -> dict:
+    """Where the axis called ``name`` takes a brush, on the page (HiPlot's DOM order is not the axes' order).
+
+    HiPlot redraws the axes when new trials arrive: the box is read again until it is there.
+    """
     label = hiplot.locator(".label-name", has_text=re.compile(rf"^{re.escape(name)}$"))
-    return hiplot.locator(".dimension").filter(has=label).locator(".pplot-brush .overlay")
+    area = hiplot.locator(".dimension").filter(has=label).locator(".pplot-brush .overlay")
+    for _ in range(50):
+        area.wait_for(timeout=10_000)
+        box = area.bounding_box()
+        if box is not None:
+            return box
+        time.sleep(0.1)
+    raise AssertionError(f"the {name} axis is not drawn")
 
 
 def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(tmp_path, write_config, browser):
@@ -195,6 +213,7 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
     proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        record_console(page, out / "console.log")
         page.goto(url)
         sweep_page = page.frame_locator("iframe").first
         hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
@@ -202,7 +221,7 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
         hiplot.locator(".pplot-brush .overlay").first.wait_for(timeout=30_000)
         # (sleep and state, the same for every trial, are hidden by HiPlot)
         assert axes_left_to_right(hiplot) == ["trial", "x", "loss"], "Sweeps' order, after reloads of the data"
-        box = axis_brush_area(hiplot, "loss").bounding_box()
+        box = axis_brush_box(hiplot, "loss")
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.2)
         page.mouse.down()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.7, steps=8)
@@ -218,6 +237,7 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
         shown = int(re.search(r"shows (\d+) of", paused.inner_text())[1])
         assert shown < 16
 
+        box = axis_brush_box(hiplot, "loss")  # where it is now: the page may have moved
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.05)  # outside it: d3 clears it
         paused.wait_for(state="detached", timeout=30_000)
         hiplot.get_by_text(re.compile(r"16\s*/\s*16")).wait_for(timeout=30_000)  # every trial drawn again
