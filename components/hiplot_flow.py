@@ -511,7 +511,7 @@ def _history(page: _Page) -> None:
         tooltip=["trial", alt.Tooltip(f"{_field(page.metric)}:Q", title=page.metric)],
     )
     best = base.mark_line(interpolate="step-after", color="#d62728", strokeWidth=2).encode(y="best so far:Q")
-    st.altair_chart((points + best).properties(height=360), use_container_width=True)
+    st.altair_chart((points + best).properties(height=360), width="stretch")
     st.caption("Dots: each COMPLETE trial's value; red line: the best so far.")
 
 
@@ -532,7 +532,7 @@ def _importance(page: _Page) -> None:
         y=alt.Y("parameter:N", sort="-x", title=None),
         tooltip=["parameter", alt.Tooltip("importance:Q", format=".1%")],
     )
-    st.altair_chart(bars.properties(height=40 + 32 * len(frame)), use_container_width=True)
+    st.altair_chart(bars.properties(height=40 + 32 * len(frame)), width="stretch")
     st.caption(
         f"Optuna's importance (get_param_importances) over {min(importance.based_on, importance.SAMPLE)} of {importance.based_on} "
         f"COMPLETE trials ({importance.seconds:.1f} s); recomputed when their number has grown by a fifth."
