@@ -33,6 +33,9 @@ def test_headless_sweep_runs_exactly_run_cap_trials_with_the_printed_values(tmp_
     assert len(progress) == 5
     assert "best trial" in done.stdout and "value=-2.5" in done.stdout
     assert re.search(r"^\{0: .*4: .*\}$", done.stdout, re.M), "the final {trial_number: value} dict"
+    assert re.search(r"^sweep \S+: finished, 5/5 trials finished\n\{0: .*\}\nbest trial ", done.stdout, re.M), (
+        "how the sweep ended, then the dict and the best trial"
+    )
 
 
 def test_failing_trials_keep_their_reason_and_the_sweep_goes_on(tmp_path, write_config):
