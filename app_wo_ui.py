@@ -2,7 +2,10 @@
 
 from lightning_app import LightningApp
 
-from components import HPOFlow
 from sweeps.startup import start_or_exit
 
-app = LightningApp(HPOFlow(start_or_exit(), with_ui=False))
+config = start_or_exit()  # one line and exit on a bad config, before anything starts
+
+from components import HPOFlow  # noqa: E402
+
+app = LightningApp(HPOFlow(config, with_ui=False))

@@ -35,7 +35,11 @@ def main() -> None:
         with open(log, "w") as out:
             app = subprocess.Popen(
                 [cli, "run", "app", str(PROJECT / "app_wi_ui.py"), "--open-ui", "false"],
-                cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=tmp,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         try:
             deadline = time.monotonic() + 60

@@ -18,6 +18,7 @@ alternate and each figure is the median over them (a ratio: the median of the pa
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import statistics
 import subprocess
@@ -29,7 +30,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import optuna
-
 from _harness import run_headless
 
 NOOP = Path(__file__).resolve().parent / "noop.py"
@@ -41,7 +41,7 @@ def measure(stamps: list[tuple[float, str]], started: float, wall: float) -> dic
     by_slot = defaultdict(list)
     for t, slot in stamps:
         by_slot[slot].append(t)
-    gaps = sorted(b - a for ts in by_slot.values() for a, b in zip(sorted(ts), sorted(ts)[1:]))
+    gaps = sorted(b - a for ts in by_slot.values() for a, b in itertools.pairwise(sorted(ts)))
     n = len(stamps)
     return {
         "wall s": wall,
@@ -99,7 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=1, help="pairs of runs, alternating; the median of each figure is printed")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="pairs of runs, alternating; the median of each figure is printed"
+    )
     args = parser.parse_args()
     ours, theirs = [], []
     for _ in range(args.repeat):  # alternating, so that both see the same machine (these are noisy)
@@ -110,7 +112,7 @@ def main() -> None:
     print(f"{'':18s}{'Sweeps':>10s}{'hand loop':>12s}{'ratio':>8s}")
     for key in ours[0]:
         mine, hand = statistics.median(r[key] for r in ours), statistics.median(r[key] for r in theirs)
-        ratio = statistics.median(a[key] / b[key] for a, b in zip(ours, theirs))  # of each pair's ratio
+        ratio = statistics.median(a[key] / b[key] for a, b in zip(ours, theirs, strict=True))  # of each pair's ratio
         print(f"{key:18s}{mine:10.2f}{hand:12.2f}{ratio:8.2f}")
 
 

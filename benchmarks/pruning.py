@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
 from _harness import PROJECT, run_headless, trial_seconds
 
 
@@ -24,7 +23,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--method", default="random",
+        "--method",
+        default="random",
         help="random (default): both runs try the very same configurations, so the comparison isolates "
         "pruning; bayes: TPE, which also learns from the pruned trials",
     )

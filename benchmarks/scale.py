@@ -50,24 +50,44 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         storage = f"sqlite:///{tmp}/scale.db"
         config = {
-            "name": "scale", "program": str(NOOP), "method": "random", "seed": 0,
-            "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}},
+            "name": "scale",
+            "program": str(NOOP),
+            "method": "random",
+            "seed": 0,
+            "metric": {"name": "loss"},
+            "parameters": {"x": {"min": 0.0, "max": 1.0}},
             # a few more than the last mark, so that the app still runs when it is measured
-            "run_cap": args.trials + 200, "parallel": 2, "storage": storage, "output_dir": f"{tmp}/results",
+            "run_cap": args.trials + 200,
+            "parallel": 2,
+            "storage": storage,
+            "output_dir": f"{tmp}/results",
         }
         path = Path(tmp) / "sweep.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         log = open(Path(tmp) / "app.log", "w")
         app = subprocess.Popen(
-            [str(Path(sys.executable).parent / "lightning_app"), "run", "app", str(PROJECT / "app_wo_ui.py"), "--open-ui", "false"],
-            cwd=tmp, env={**os.environ, "SWEEP_CONFIG": str(path), "LIGHTING_TESTING": "1"},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(Path(sys.executable).parent / "lightning_app"),
+                "run",
+                "app",
+                str(PROJECT / "app_wo_ui.py"),
+                "--open-ui",
+                "false",
+            ],
+            cwd=tmp,
+            env={**os.environ, "SWEEP_CONFIG": str(path), "LIGHTING_TESTING": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             while not (found := re.search(r"View it in your browser: (http://\S+)/view", Path(log.name).read_text())):
                 time.sleep(0.2)
             app_url = found.group(1)
-            print(f"{'finished':>9s} {'state bytes':>12s} {'flow RSS MB':>12s} {'works RSS MB':>13s} {'ms/trial (last 100)':>20s}")
+            print(
+                f"{'finished':>9s} {'state bytes':>12s} {'flow RSS MB':>12s} {'works RSS MB':>13s} "
+                f"{'ms/trial (last 100)':>20s}"
+            )
             study = None
             for mark in marks:
                 while True:

@@ -40,14 +40,12 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from sweeps.config import load_config  # noqa: E402
-from sweeps.sweep import REASON_ATTR, Sweep  # noqa: E402
-from tests.conftest import kill_group, start_ui_app  # noqa: E402
+from sweeps.record import REASON_ATTR  # noqa: E402
+from sweeps.sweep import Sweep  # noqa: E402
+from tests import harness  # noqa: E402
+from tests.harness import CHROMIUM, kill_group, start_ui_app  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--enable-precise-memory-info",  # performance.memory unrounded
-]
+CHROMIUM_ARGS = [*harness.CHROMIUM_ARGS, "--enable-precise-memory-info"]  # performance.memory unrounded
 
 #: Counts the pixels drawn on HiPlot's canvases (its lines), to tell when drawing has finished.
 DRAWN_PIXELS = """() => {
@@ -65,8 +63,13 @@ def write_storage(workdir: Path, trials: int) -> Path:
     """A config of the bundled example's space, and its storage filled with finished trials."""
     raw = yaml.safe_load((PROJECT / "sweep.yaml").read_text())
     raw.update(
-        name="ui-scale", program=str(PROJECT / "scripts" / "train_digits.py"), method="random", run_cap=trials,
-        storage=f"sqlite:///{workdir / 'sweep.db'}", output_dir=str(workdir / "results"), autostart=False,
+        name="ui-scale",
+        program=str(PROJECT / "scripts" / "train_digits.py"),
+        method="random",
+        run_cap=trials,
+        storage=f"sqlite:///{workdir / 'sweep.db'}",
+        output_dir=str(workdir / "results"),
+        autostart=False,
     )
     path = workdir / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -82,11 +85,16 @@ def write_storage(workdir: Path, trials: int) -> Path:
         state = TrialState.FAIL if kind < 0.03 else TrialState.PRUNED if kind < 0.08 else TrialState.COMPLETE
         value = 0.7 + 0.25 * rng.random() if state != TrialState.FAIL else None
         begun = start + dt.timedelta(seconds=number)
-        batch.append(create_trial(
-            state=state, value=value, params=params, distributions={p.name: p.distribution for p in space},
-            user_attrs={REASON_ATTR: "exit code 3"} if state == TrialState.FAIL else {},
-            intermediate_values={1: value} if state == TrialState.PRUNED else None,
-        ))
+        batch.append(
+            create_trial(
+                state=state,
+                value=value,
+                params=params,
+                distributions={p.name: p.distribution for p in space},
+                user_attrs={REASON_ATTR: "exit code 3"} if state == TrialState.FAIL else {},
+                intermediate_values={1: value} if state == TrialState.PRUNED else None,
+            )
+        )
         batch[-1].datetime_start, batch[-1].datetime_complete = begun, begun + dt.timedelta(seconds=rng.uniform(0.1, 2))
     written = time.perf_counter()
     study.add_trials(batch)
@@ -127,7 +135,9 @@ def bytes_sent(port: int) -> int:
 
     (Playwright does not see the frames of the websocket Streamlit's page opens in its iframe.)
     """
-    out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["ss", "-tinH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=False
+    )
     return sum(int(n) for n in re.findall(r"bytes_sent:(\d+)", out.stdout))
 
 
@@ -157,33 +167,44 @@ def main() -> None:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                visits = ("first visit, as soon as the page answers (its server still warming up)",
-                          "reload: a new session on the warmed-up page server")
+                visits = (
+                    "first visit, as soon as the page answers (its server still warming up)",
+                    "reload: a new session on the warmed-up page server",
+                )
                 for visit in visits:
                     opened = time.perf_counter()
                     page.goto(url) if visit.startswith("first") else page.reload()
                     selected, drawn = wait_until_drawn(page, args.trials, opened)
-                    print(f"{visit}: 'Selected: {args.trials}/{args.trials}' after {selected:.2f} s; "
-                          f"plot drawn (its canvas unchanged for 1 s) after {drawn:.2f} s")
+                    print(
+                        f"{visit}: 'Selected: {args.trials}/{args.trials}' after {selected:.2f} s; "
+                        f"plot drawn (its canvas unchanged for 1 s) after {drawn:.2f} s"
+                    )
                 (PROJECT / "test-output").mkdir(exist_ok=True)
                 page.screenshot(path=PROJECT / "test-output" / "ui-scale.png", full_page=True)
                 sweep_page = page.frame_locator("iframe").first
                 for tab in ("Trials", "Optimisation history", "Parameter importance"):
                     sweep_page.get_by_role("tab", name=tab).click()
                     time.sleep(1.5)
-                    page.screenshot(path=PROJECT / "test-output" / f"ui-scale-{tab.split()[0].lower()}.png", full_page=True)
+                    page.screenshot(
+                        path=PROJECT / "test-output" / f"ui-scale-{tab.split()[0].lower()}.png", full_page=True
+                    )
                 heaps = {}  # frames of one origin share a renderer process and its JS heap
                 for frame in page.frames:  # /view, Streamlit's page, HiPlot's component (Streamlit's origin)
                     origin = "/".join(frame.url.split("/")[:3])
                     heaps[origin] = frame.evaluate("performance.memory.usedJSHeapSize") / 2**20
-                print("JS heap used: " + ", ".join(f"{mb:.0f} MB ({origin})" for origin, mb in heaps.items())
-                      + f"; Chromium renderers' RSS {renderers_rss():.0f} MB")
+                print(
+                    "JS heap used: "
+                    + ", ".join(f"{mb:.0f} MB ({origin})" for origin, mb in heaps.items())
+                    + f"; Chromium renderers' RSS {renderers_rss():.0f} MB"
+                )
                 port = int(next(f for f in page.frames if "hiplot" in f.url).url.split("/")[2].split(":")[1])
                 before = bytes_sent(port)
                 time.sleep(args.idle)
                 idle = bytes_sent(port) - before
-                print(f"bytes sent by the page's server while the page sat idle for {args.idle:.0f} s: {idle} "
-                      f"({idle / args.idle / 1024:.1f} KB/s; it polls the app and the storage every second)")
+                print(
+                    f"bytes sent by the page's server while the page sat idle for {args.idle:.0f} s: {idle} "
+                    f"({idle / args.idle / 1024:.1f} KB/s; it polls the app and the storage every second)"
+                )
                 browser.close()
         finally:
             kill_group(proc)

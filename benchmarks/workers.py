@@ -4,10 +4,10 @@
 
 Each worker runs ``parallel=2`` trials of a script that sleeps ``--sleep`` s and prints its metric.
 Printed per number of workers: the wall time from the first trial's start to the last trial's end,
-trials per second, the finished trials (always exactly ``--trials``: the budget is global), how many
-each worker ran, and the gap from a trial's end to the next trial's start (p50/p95: the budget
+trials per second, the finished trials (always exactly ``--trials``: run_cap holds across workers), how many
+each worker ran, and the gap from a trial's end to the next trial's start (p50/p95: the ask
 lock, the storage reads, Lightning). On one 2-core machine more workers
-mean more processes on the same cores: the figure to read is that the budget holds and that
+mean more processes on the same cores: the figure to read is that run_cap holds and that
 the per-trial cost stays flat, not the speed-up.
 """
 
@@ -27,7 +27,6 @@ from pathlib import Path
 
 import optuna
 import yaml
-
 from _harness import PROJECT
 
 sys.path.insert(0, str(PROJECT))
@@ -39,9 +38,15 @@ SCRIPT = PROJECT / "tests" / "scripts" / "report.py"
 def run(workers: int, trials: int, sleep: float, url: str, workdir: Path) -> None:
     name = f"bench-workers-{workers}-{uuid.uuid4().hex[:6]}"
     config = {
-        "name": name, "program": str(SCRIPT), "method": "random", "metric": {"name": "loss", "goal": "minimize"},
+        "name": name,
+        "program": str(SCRIPT),
+        "method": "random",
+        "metric": {"name": "loss", "goal": "minimize"},
         "parameters": {"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": sleep}},
-        "run_cap": trials, "parallel": 2, "storage": url, "output_dir": str(workdir / name),
+        "run_cap": trials,
+        "parallel": 2,
+        "storage": url,
+        "output_dir": str(workdir / name),
     }
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -50,9 +55,16 @@ def run(workers: int, trials: int, sleep: float, url: str, workdir: Path) -> Non
     procs, logs = [], []
     for index in range(workers):
         log = workdir / f"{name}-{index}.log"
-        procs.append(subprocess.Popen([cli, "run", "app", str(PROJECT / "app_wo_ui.py"), "--open-ui", "false"],
-                                      cwd=workdir, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [cli, "run", "app", str(PROJECT / "app_wo_ui.py"), "--open-ui", "false"],
+                cwd=workdir,
+                env=env,
+                stdout=open(log, "w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         logs.append(log)
         while "trials already finished" not in log.read_text():  # one server port each: start one by one
             if procs[-1].poll() is not None:
@@ -72,20 +84,27 @@ def run(workers: int, trials: int, sleep: float, url: str, workdir: Path) -> Non
     # trial ends when its log is last written.
     logs_dir = workdir / name / "logs"
     ends = sorted(datetime.datetime.fromtimestamp((logs_dir / f"{t.number}.log").stat().st_mtime) for t in done)
-    starts = sorted(t.datetime_start for t in done)[2 * workers:]  # every start after the first wave
+    starts = sorted(t.datetime_start for t in done)[2 * workers :]  # every start after the first wave
     gaps = [min((s - e).total_seconds() for e in ends if e <= s) * 1000 for s in starts if any(e <= s for e in ends)]
-    print(f"{workers:>7} {wall:>8.1f} {finished / wall:>9.2f} {finished:>9} {str(per_worker):>16} "
-          f"{statistics.median(gaps):>8.0f} {statistics.quantiles(gaps, n=20)[-1]:>8.0f}")
+    print(
+        f"{workers:>7} {wall:>8.1f} {finished / wall:>9.2f} {finished:>9} {str(per_worker):>16} "
+        f"{statistics.median(gaps):>8.0f} {statistics.quantiles(gaps, n=20)[-1]:>8.0f}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=120)
     parser.add_argument("--sleep", type=float, default=0.5)
-    parser.add_argument("--url", default=os.environ.get("SWEEPS_TEST_POSTGRES", "postgresql://sweeps:sweeps@localhost/sweeps"))
+    parser.add_argument(
+        "--url", default=os.environ.get("SWEEPS_TEST_POSTGRES", "postgresql://sweeps:sweeps@localhost/sweeps")
+    )
     args = parser.parse_args()
     print(f"{args.trials} trials of {args.sleep} s, parallel=2 per worker, {redacted(args.url)}")
-    print(f"{'workers':>7} {'wall s':>8} {'trials/s':>9} {'finished':>9} {'trials per worker':>16} {'gap p50':>8} {'gap p95':>8}")
+    print(
+        f"{'workers':>7} {'wall s':>8} {'trials/s':>9} {'finished':>9} {'trials per worker':>16} "
+        f"{'gap p50':>8} {'gap p95':>8}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (1, 2, 3):
             run(workers, args.trials, args.sleep, args.url, Path(tmp))

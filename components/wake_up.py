@@ -2,7 +2,7 @@
 
 Lightning runs the root flow only when the app's state changed (a work reported, the UI
 clicked). A worker sharing its sweep must also act on what only the storage shows: another
-worker's trial ended (the budget may be met, or a place freed), a worker was lost, Run/Stop was
+worker's trial ended (run_cap may be met, or a place freed), a worker was lost, Run/Stop was
 clicked elsewhere. So a thread of the flow's process hands Lightning's loop an empty change
 every ``seconds``; the loop applies it (nothing changes) and runs the flow, which reads the storage.
 """

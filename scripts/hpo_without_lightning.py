@@ -2,7 +2,7 @@
 
 Lightning runs a flow's ``run`` over and over (its "infinite loop"); here a ``while`` loop does
 it. Each pass hands the study's next trials to free works and tells the study each metric once a
-work has it — the same :func:`sweeps.scheduler.schedule` that ``HPOFlow.run`` calls, so the two
+work has it — the same :meth:`sweeps.worker.Worker.step` that ``HPOFlow.run`` calls, so the two
 cannot drift apart. The tutorial made one work per trial (``has_started``) and checked
 ``if work.metric`` (false for a metric of 0, which then hung); here ``SIMULTANEOUS_TRIALS``
 works are reused and a result is "ready" when it exists, whatever its value.
@@ -23,10 +23,11 @@ import optuna
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sweeps.config import parse_config  # noqa: E402
-from sweeps.scheduler import schedule  # noqa: E402
+from sweeps.control import Request  # noqa: E402
+from sweeps.result import COMPLETE, TrialResult  # noqa: E402
 from sweeps.samplers import make_sampler  # noqa: E402
 from sweeps.sweep import Sweep  # noqa: E402
-from sweeps.trial import COMPLETE, TrialResult  # noqa: E402
+from sweeps.worker import Worker  # noqa: E402
 
 TOTAL_TRIALS = 6
 SIMULTANEOUS_TRIALS = 2
@@ -42,7 +43,7 @@ class ObjectiveWork:
 
     def __init__(self, objective: Objective) -> None:
         self.objective = objective
-        self.result: dict[str, Any] | None = None
+        self.result: TrialResult | None = None
         self._started: tuple[int, dict[str, Any]] | None = None
 
     def start_trial(self, trial_number: int, params: dict[str, Any]) -> None:
@@ -52,15 +53,15 @@ class ObjectiveWork:
     def values_of(self, trial_number: int) -> list[tuple[int, float]]:
         return []  # this objective reports no intermediate values, so nothing is pruned
 
-    def stop_trial(self, trial_number: int) -> None:
+    def prune_trial(self, trial_number: int) -> None:
         pass
 
-    def result_of(self, trial_number: int) -> dict[str, Any] | None:
+    def result_of(self, trial_number: int) -> TrialResult | None:
         if self.result is None and self._started is not None:
             number, params = self._started
-            self.result = TrialResult(number, COMPLETE, value=self.objective(params)).to_dict()
-            return None  # finished now; the loop sees it on its next pass
-        return self.result if self.result and self.result["number"] == trial_number else None
+            self.result = TrialResult(number, COMPLETE, value=self.objective(params))
+            return None  # ended now; the loop sees it on its next pass
+        return self.result if self.result and self.result.number == trial_number else None
 
 
 def numpy_objective(seed: int = 0) -> Objective:
@@ -68,9 +69,7 @@ def numpy_objective(seed: int = 0) -> Objective:
     return lambda params: float(rng.uniform(0, 100))
 
 
-def run_sweep(
-    objective: Objective, total: int = TOTAL_TRIALS, simultaneous: int = SIMULTANEOUS_TRIALS
-) -> optuna.Study:
+def run_sweep(objective: Objective, total: int = TOTAL_TRIALS, simultaneous: int = SIMULTANEOUS_TRIALS) -> optuna.Study:
     config = parse_config(
         {
             "name": "without-lightning",
@@ -84,15 +83,12 @@ def run_sweep(
         base_dir=Path(__file__).parent,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=make_sampler(config))  # in memory
-    sweep = Sweep(config, study)
-    works = [ObjectiveWork(objective) for _ in range(simultaneous)]
-    running: dict[str, int] = {}
-    while not (sweep.done and not running):  # what Lightning's loop does around HPOFlow.run
-        schedule(sweep, works, running)
+    study = optuna.create_study(direction="minimize", sampler=make_sampler(config.method, config.space, config.seed))
+    worker = Worker(Sweep(config, study), [ObjectiveWork(objective) for _ in range(simultaneous)])
+    while not worker.status.over:  # what Lightning's loop does around HPOFlow.run
+        worker.step(Request.RUN)
     return study
 
 
 if __name__ == "__main__":
-    study = run_sweep(numpy_objective())
-    print({trial.number: trial.value for trial in study.trials})
+    run_sweep(numpy_objective())  # the worker prints a line per trial, then {trial_number: metric}

@@ -1,25 +1,30 @@
-"""W&B's ``command``: the command line a trial runs, with its macros.
+"""How a trial is launched: W&B's ``command`` with its macros, the trial's files, and its command line.
 
-The default, ``${env} ${interpreter} ${program} ${args}``, runs the Python program warm, in a child
-of the work's fork server (``sweeps.forkserver``), and so does any command that only changes what follows
-``${program}`` (:func:`in_process_args`); any other command is executed as it is written, in the
-same supervised child, so exit codes, signals, timeouts and pruning apply to it alike.
+The default, ``${env} ${interpreter} ${program} ${args}``, runs the Python program *warm*, in a
+child of the work's fork server (``sweeps.forkserver``), and so does any command that only changes
+what follows ``${program}`` (:func:`warm_args`); any other command is executed as it is written,
+in the same supervised child, so exit codes, signals, timeouts and pruning apply to it alike.
+:class:`Launch` is the one place that says what a trial runs and where its files go, for the work
+that runs it and for the page that shows the command line re-running it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sweeps.errors import ConfigError
-from sweeps.trial import script_args
 
 DEFAULT = ("${env}", "${interpreter}", "${program}", "${args}")
+#: The default command as a user runs it by hand (``${env}`` adds nothing there).
+BY_HAND = ("${interpreter}", "${program}", "${args}")
 MACROS = (
     "${env}",
     "${interpreter}",
@@ -31,6 +36,7 @@ MACROS = (
     "${args_no_boolean_flags}",
 )
 _MACRO = re.compile(r"\$\{[^}]*\}")
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def check(command: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -38,7 +44,9 @@ def check(command: Sequence[str] | None) -> tuple[str, ...] | None:
     if command is None:
         return None
     if not isinstance(command, list) or not command:
-        raise ConfigError("command", "must be a non-empty list of strings, e.g. [${env}, ${interpreter}, ${program}, ${args}]")
+        raise ConfigError(
+            "command", "must be a non-empty list of strings, e.g. [${env}, ${interpreter}, ${program}, ${args}]"
+        )
     for i, part in enumerate(command):
         if not isinstance(part, str):
             raise ConfigError(f"command[{i}]", f"must be a string (got {part!r})")
@@ -48,12 +56,19 @@ def check(command: Sequence[str] | None) -> tuple[str, ...] | None:
     if tuple(command) == DEFAULT:
         return None
     first = 1 if command[0] == "${env}" else 0
+    while first and first < len(command) and _ASSIGNMENT.match(command[first]):  # ${env} VAR=value ...
+        first += 1
     if first < len(command) and not _MACRO.search(command[first]) and shutil.which(command[first]) is None:
         raise ConfigError(f"command[{first}]", f"{command[first]!r} is not a program on PATH")
     return tuple(command)
 
 
-def in_process_args(command: Sequence[str] | None) -> tuple[str, ...] | None:
+def script_args(params: dict[str, Any]) -> list[str]:
+    """W&B's ``${args}``: ``--name=value``, each value as recorded (``str`` of a float is its ``repr``)."""
+    return [f"--{name}={value}" for name, value in params.items()]
+
+
+def warm_args(command: Sequence[str] | None) -> tuple[str, ...] | None:
     """What follows ``${program}`` when the command runs the program with this Python
     (``[${env}, ${interpreter}, ${program}, ...]``, ``${env}`` optional), else None.
 
@@ -68,8 +83,11 @@ def in_process_args(command: Sequence[str] | None) -> tuple[str, ...] | None:
     return command[first + 2 :]
 
 
-def expand(command: Sequence[str], program: str, params: dict[str, Any], json_file: Path) -> list[str]:
-    """The argv of one trial. ``${args_json_file}`` writes the parameters to ``json_file``."""
+def expand(
+    command: Sequence[str], program: str, params: dict[str, Any], json_file: Path, write: bool = True
+) -> list[str]:
+    """The argv of one trial. ``${args_json_file}`` names ``json_file``, and writes the parameters
+    to it unless ``write`` is false (the file of a trial that has run already)."""
     argv: list[str] = []
     for part in command:
         if part == "${env}":
@@ -87,8 +105,61 @@ def expand(command: Sequence[str], program: str, params: dict[str, Any], json_fi
         elif part == "${args_json}":
             argv.append(json.dumps(params))
         elif part == "${args_json_file}":
-            json_file.write_text(json.dumps(params))
+            if write:
+                json_file.write_text(json.dumps(params))
             argv.append(str(json_file))
         else:  # a literal, possibly with ${program} inside ("--script=${program}")
             argv.append(part.replace("${program}", program))
     return argv
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a trial runs and where its files go: the same for the work and for the page."""
+
+    program: str
+    command: tuple[str, ...] | None  # the config's ``command`` unless it is W&B's default
+    output_dir: str  # absolute
+
+    def to_dict(self) -> dict[str, Any]:
+        """As it travels in the app's state, to the page."""
+        return {"program": self.program, "command": list(self.command or ()), "output_dir": self.output_dir}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Launch:
+        return cls(data["program"], tuple(data["command"]) or None, data["output_dir"])
+
+    @property
+    def log_dir(self) -> Path:
+        """Each trial's output (``<number>.log``) and the files of its macros."""
+        return Path(self.output_dir) / "logs"
+
+    def log_file(self, number: int) -> Path:
+        return self.log_dir / f"{number}.log"
+
+    def args_file(self, number: int) -> Path:
+        """``${args_json_file}`` of trial ``number``."""
+        return self.log_dir / f"{number}.args.json"
+
+    def trial_dir(self, number: int) -> Path:
+        """A trial's own directory: a traced Trainer's logs and checkpoints."""
+        return Path(self.output_dir) / "trials" / str(number)
+
+    @property
+    def runs_warm(self) -> bool:
+        """Whether the program runs in a child of the fork server (:func:`warm_args`), not through ``exec``."""
+        return warm_args(self.command) is not None
+
+    def warm_argv(self, number: int, params: dict[str, Any]) -> list[str]:
+        """The program's arguments (its ``sys.argv[1:]``) when the trial runs warm."""
+        warm = warm_args(self.command)
+        assert warm is not None, "the command does not run the program warm"
+        return expand(warm, self.program, params, self.args_file(number))
+
+    def argv(self, number: int, params: dict[str, Any], write: bool = True) -> list[str]:
+        """The trial's whole command line, as a user would run it by hand."""
+        return expand(self.command or BY_HAND, self.program, params, self.args_file(number), write)
+
+    def command_line(self, number: int, params: dict[str, Any]) -> str:
+        """A shell command that re-runs trial ``number`` exactly as the sweep ran it; its files are not written."""
+        return shlex.join(self.argv(number, params, write=False))

@@ -25,10 +25,11 @@ from pydantic import (
 )
 
 from sweeps import command
+from sweeps.command import Launch
 from sweeps.errors import ConfigError
 from sweeps.pruners import PRUNERS, EarlyTerminate
 from sweeps.samplers import METHODS, check_method
-from sweeps.space import SearchSpace
+from sweeps.space import ParameterSpec, SearchSpace
 from sweeps.storage import POSTGRESQL, SQLITE, redacted
 
 #: Where the config comes from when ``SWEEP_CONFIG`` is not set: the bundled example.
@@ -36,7 +37,6 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweep.yaml"
 
 #: W&B sweep keys Sweeps does not act on; a W&B config must still load unchanged.
 IGNORED_KEYS = ("entity", "project", "controller", "description", "imports", "job")
-
 
 
 class _Strict(BaseModel):
@@ -49,30 +49,6 @@ class Metric(_Strict):
     target: float | None = None
 
 
-class ParameterSpec(_Strict):
-    """One entry of ``parameters`` in W&B syntax; :mod:`sweeps.space` gives it a meaning."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    value: Any = None
-    values: list[Any] | None = None
-    probabilities: list[float] | None = None
-    distribution: str | None = None
-    min: int | float | None = None
-    max: int | float | None = None
-    q: int | float | None = None
-    mu: float | None = None
-    sigma: float | None = None
-    a: float | None = None
-    b: float | None = None
-    parameters: dict[str, ParameterSpec] | None = None
-    if_: dict[str, Any] | None = Field(default=None, alias="if")
-
-    def given(self) -> set[str]:
-        """The keys the user wrote (``value: null`` counts as written)."""
-        return set(self.model_fields_set)
-
-
 class SweepConfig(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -81,12 +57,12 @@ class SweepConfig(_Strict):
     method: Literal[METHODS] = "bayes"  # type: ignore[valid-type]
     metric: Metric
     parameters: dict[str, ParameterSpec] = Field(min_length=1)
-    run_cap: PositiveInt | None = Field(default=None, alias="n_trials")
+    run_cap: PositiveInt | None = Field(default=None, alias="n_trials")  # filled in by parse_config
     parallel: PositiveInt = 2
     storage: str = "sqlite:///sweeps.db"
     heartbeat_interval: PositiveInt = 10  # shared storages: seconds between a running trial's heartbeats
     grace_period: PositiveInt | None = None  # ... and without one before it is "worker lost" (2 intervals)
-    max_failures: PositiveInt | None = None
+    max_failures: PositiveInt | None = None  # filled in by parse_config: run_cap
     max_retries: NonNegativeInt = 0
     trial_timeout: PositiveFloat | None = None
     early_terminate: EarlyTerminate | None = None
@@ -110,7 +86,9 @@ class SweepConfig(_Strict):
     def _known_storage(cls, url: str) -> str:
         if not url.startswith(SQLITE + POSTGRESQL):
             shown = redacted(url)
-            raise ValueError(f"should start with sqlite:/// (one app) or postgresql:// (workers sharing the sweep); got {shown!r}")
+            raise ValueError(
+                f"should start with sqlite:/// (one app) or postgresql:// (workers sharing the sweep); got {shown!r}"
+            )
         return url
 
     @property
@@ -118,24 +96,14 @@ class SweepConfig(_Strict):
         return self._space
 
     @property
-    def custom_command(self) -> tuple[str, ...] | None:
-        """The ``command``, unless it is W&B's default (which runs the program warm, in a child of the fork server)."""
-        return self._command
+    def launch(self) -> Launch:
+        """What each trial runs (the program, the ``command`` unless it is W&B's default) and where its files go."""
+        return Launch(str(self.program), self._command, str(Path(self.output_dir).resolve()))
 
     @property
     def ignored_keys(self) -> list[str]:
         """The W&B keys this config sets that Sweeps does not act on."""
         return sorted(self.model_fields_set & set(IGNORED_KEYS))
-
-    @property
-    def budget(self) -> int:
-        """How many trials must finish (COMPLETE or PRUNED): ``run_cap``, or the grid's size."""
-        assert self.run_cap is not None  # load_config fills it in
-        return self.run_cap
-
-    @property
-    def failure_budget(self) -> int:
-        return self.max_failures or self.budget
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> SweepConfig:
@@ -177,6 +145,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep
         config.run_cap = config.run_cap or size
     elif config.run_cap is None:
         raise ConfigError("run_cap", f"required for method {config.method!r}: how many trials to finish")
+    config.max_failures = config.max_failures or config.run_cap
     if config.output_dir is None:
         config.output_dir = Path("results") / config.name
     return config

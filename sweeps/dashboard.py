@@ -11,88 +11,43 @@ from __future__ import annotations
 
 import math
 import random
-import shlex
-import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.command import expand
-from sweeps.export import best_trial
-from sweeps.report import reason_headline
-from sweeps.space import QUANTILE_SUFFIX
+from sweeps import record
 from sweeps.storage import redacted
-from sweeps.sweep import trial_params
-from sweeps.trial import script_args
+from sweeps.tally import Tally
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from sweeps.config import SweepConfig
 
-ARGS_JSON_FILE = "${args_json_file}"
-
-#: The states the page counts, in the order it shows them.
+#: The states the page counts, in the order it shows them (a WAITING trial is a queued retry, not shown).
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
-#: The states a trials table row can have (a WAITING trial is a queued retry, not shown).
-SHOWN_STATES = list(STATES)
 
 
 class TrialLog:
-    """The sweep's trials as last read from the storage, and a version that moves when they change."""
+    """The sweep's trials as last read from the storage, their tally, and a version that moves when they change."""
 
     def __init__(self, goal: str) -> None:
         self.goal = goal
         self.trials: list[FrozenTrial] = []
+        self.tally = Tally(goal)
         self.version = 0
-        self._ended: set[int] = set()  # numbers of trials that ended: they never change again
-        self._open: dict[int, TrialState] = {}  # trials not ended yet (RUNNING, WAITING) by number
 
     def update(self, trials: Sequence[FrozenTrial]) -> bool:
-        """Take the storage's trials (``study.get_trials(deepcopy=False)``); whether any changed.
-
-        Only trials not seen ended before are compared, so a poll over 10,000 ended trials costs a
-        set lookup each.
-        """
-        changed = len(trials) != len(self.trials)
-        still_open: dict[int, TrialState] = {}
-        for trial in trials:
-            if trial.number in self._ended:
-                continue
-            if trial.state.is_finished():
-                self._ended.add(trial.number)
-                changed = True
-                continue
-            still_open[trial.number] = trial.state
-            changed = changed or self._open.get(trial.number) != trial.state
-        changed = changed or still_open.keys() != self._open.keys()
-        self._open = still_open
+        """Take the storage's trials (``study.get_trials(deepcopy=False)``); whether any started or ended."""
+        changed = self.tally.update(trials)
         if changed:
             self.trials = list(trials)
             self.version += 1
         return changed
-
-    def counts(self) -> Counter[str]:
-        return Counter(t.state.name for t in self.trials)
-
-    @property
-    def ended(self) -> int:
-        """Trials that ended, whatever their state."""
-        return len(self._ended)
-
-    @property
-    def finished(self) -> int:
-        """Trials that count towards ``run_cap``: COMPLETE and PRUNED."""
-        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in self.trials)
-
-    def best(self) -> FrozenTrial | None:
-        return best_trial(self.trials, self.goal)
 
 
 @dataclass(frozen=True)
@@ -116,7 +71,7 @@ def progress(log: TrialLog, run_cap: int, started: float, ended: float, now: flo
     (trials kept from an earlier run do not count towards the rate).
     """
     now = time.time() if now is None else now
-    finished = log.finished
+    finished = log.tally.finished
     if not started:
         return Progress(finished, run_cap, None, None)
     elapsed = (ended or now) - started
@@ -125,9 +80,7 @@ def progress(log: TrialLog, run_cap: int, started: float, ended: float, now: flo
     if ended:  # stopped or gave up: nothing more will run
         return Progress(finished, run_cap, elapsed, None)
     this_run = sum(
-        t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        and t.datetime_complete is not None
-        and t.datetime_complete.timestamp() >= started
+        record.is_finished(t) and t.datetime_complete is not None and t.datetime_complete.timestamp() >= started
         for t in log.trials
     )
     remaining = (run_cap - finished) * elapsed / this_run if this_run else None
@@ -148,55 +101,25 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds} s"
 
 
-@dataclass(frozen=True)
-class Launch:
-    """How the sweep runs a trial's script: enough to write the command line of any trial."""
-
-    program: str
-    command: tuple[str, ...] | None  # the config's ``command`` unless it is W&B's default
-    log_dir: str  # where ``${args_json_file}`` files are (``output_dir/logs``)
-
-    @classmethod
-    def of(cls, config: SweepConfig) -> Launch:
-        return cls(str(config.program), config.custom_command, str(Path(config.output_dir).resolve() / "logs"))
-
-
-def command_line(launch: Launch, trial: FrozenTrial) -> str:
-    """A shell command that runs ``trial``'s script with its parameters exactly as the sweep did.
-
-    The default command runs the program in the work's warm Python, i.e. ``python program
-    --name=value ...``; a custom ``command`` is expanded with the same macros
-    (:func:`sweeps.command.expand`). ``${args_json_file}`` names the file the sweep wrote for
-    that trial, which is not written again here.
-    """
-    params = trial_params(trial)
-    if launch.command is None:
-        argv = [sys.executable, launch.program, *script_args(params)]
-    else:
-        json_file = Path(launch.log_dir) / f"{trial.number}.args.json"
-        argv = []
-        for part in launch.command:  # part by part, so that the JSON file is named, not written again
-            argv += [str(json_file)] if part == ARGS_JSON_FILE else expand([part], launch.program, params, json_file)
-    return shlex.join(argv)
-
-
 def config_view(config: SweepConfig) -> dict[str, Any]:
     """The config as the page shows it, read-only: plain values, the space as the user wrote it."""
     view: dict[str, Any] = {
         "name": config.name,
-        "script": str(config.program),
+        "program": str(config.program),
         "method": config.method,
         "metric": f"{config.metric.goal} {config.metric.name}"
         + (f" (target {config.metric.target:g})" if config.metric.target is not None else ""),
-        "run_cap": config.budget,
+        "run_cap": config.run_cap,
         "parallel": config.parallel,
         "storage": redacted(config.storage),
     }
-    if config.custom_command:
-        view["command"] = " ".join(config.custom_command)
+    if config.launch.command:
+        view["command"] = " ".join(config.launch.command)
     if config.early_terminate is not None:
         view["early_terminate"] = config.early_terminate.model_dump(exclude_unset=True)
-    view["space"] = {name: spec.model_dump(exclude_unset=True, by_alias=True) for name, spec in config.parameters.items()}
+    view["space"] = {
+        name: spec.model_dump(exclude_unset=True, by_alias=True) for name, spec in config.parameters.items()
+    }
     return view
 
 
@@ -204,16 +127,16 @@ def trial_rows(log: TrialLog, metric: str) -> pd.DataFrame:
     """The trials table: number, state, metric value, parameters, duration, failure reason."""
     import pandas as pd
 
-    records = []
+    rows = []
     for t in log.trials:
         if t.state == TrialState.WAITING:  # a queued retry: not a trial yet
             continue
-        record: dict[str, Any] = {"trial": t.number, "state": t.state.name, metric: t.value}
-        record.update(trial_params(t))
-        record["duration (s)"] = t.duration.total_seconds() if t.duration else None
-        record["failure reason"] = reason_headline(t) if t.state == TrialState.FAIL else ""
-        records.append(record)
-    frame = pd.DataFrame.from_records(records)
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, metric: t.value}
+        row.update(record.params(t))
+        row["duration (s)"] = t.duration.total_seconds() if t.duration else None
+        row["failure reason"] = record.reason_headline(t) if t.state == TrialState.FAIL else ""
+        rows.append(row)
+    frame = pd.DataFrame.from_records(rows)
     if frame.empty:
         return pd.DataFrame(columns=["trial", "state", metric, "duration (s)", "failure reason"])
     # the reason last, whatever parameters came first
@@ -224,10 +147,9 @@ def history(log: TrialLog, metric: str) -> pd.DataFrame:
     """The optimisation history: each COMPLETE trial's value and the best so far, by trial number."""
     import pandas as pd
 
-    better = max if log.goal == "maximize" else min
     rows, best = [], None
-    for t in sorted((t for t in log.trials if t.state == TrialState.COMPLETE and _finite(t.value)), key=lambda t: t.number):
-        best = t.value if best is None else better(best, t.value)
+    for t in sorted((t for t in log.trials if record.has_value(t)), key=lambda t: t.number):
+        best = t.value if best is None or record.better(t.value, best, log.goal) else best
         rows.append({"trial": t.number, metric: t.value, "best so far": best})
     return pd.DataFrame(rows, columns=["trial", metric, "best so far"])
 
@@ -244,7 +166,7 @@ def failures(log: TrialLog, shown: int = 5) -> list[FailureGroup]:
     groups: dict[str, list[int]] = {}
     for t in log.trials:
         if t.state == TrialState.FAIL:
-            groups.setdefault(reason_headline(t), []).append(t.number)
+            groups.setdefault(record.reason_headline(t), []).append(t.number)
     return [
         FailureGroup(reason, len(numbers), tuple(sorted(numbers, reverse=True)[:shown]))
         for reason, numbers in sorted(groups.items(), key=lambda item: -len(item[1]))
@@ -280,7 +202,7 @@ class Importance:
 
     def update(self, log: TrialLog, now: float | None = None) -> bool:
         """Recompute if due; whether the values changed."""
-        complete = [t for t in log.trials if t.state == TrialState.COMPLETE and _finite(t.value)]
+        complete = [t for t in log.trials if record.has_value(t)]
         if not self.due(len(complete), now):
             return False
         started = time.monotonic()
@@ -305,8 +227,4 @@ def param_importances(complete: Sequence[FrozenTrial], goal: str, sample: int) -
         values = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError):  # e.g. no parameter common to all the trials
         return {}
-    return {name.removesuffix(QUANTILE_SUFFIX): value for name, value in values.items()}
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
+    return {name.removesuffix(record.QUANTILE_SUFFIX): value for name, value in values.items()}

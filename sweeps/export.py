@@ -12,15 +12,38 @@ import io
 import json
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.sweep import ATTEMPT_ATTR, REASON_ATTR, RETRY_OF_ATTR, trial_params
+from sweeps import record
 
 FIXED_COLUMNS = ["number", "state", "value", "duration_s", "started", "completed", "retry_of", "attempt", "fail_reason"]
+
+
+class Exports:
+    """The files of one sweep, rewritten as trials end: at most once a second, and less often
+    when writing them takes over a twentieth of that time (at thousands of trials)."""
+
+    SECONDS = 1.0
+    SHARE = 0.05
+
+    def __init__(self, output_dir: Path, metric: str, goal: str) -> None:
+        self.output_dir, self.metric, self.goal = Path(output_dir), metric, goal
+        self._written = -float("inf")  # when (monotonic)
+        self._every = self.SECONDS
+
+    def due(self) -> bool:
+        return time.monotonic() - self._written > self._every
+
+    def write(self, trials: Sequence[FrozenTrial]) -> None:
+        started = time.monotonic()
+        write_exports(trials, self.output_dir, self.metric, self.goal)
+        self._written = time.monotonic()
+        self._every = max(self.SECONDS, (self._written - started) / self.SHARE)
 
 
 def write_exports(trials: Sequence[FrozenTrial], output_dir: Path, metric: str, goal: str) -> None:
@@ -33,22 +56,22 @@ def write_exports(trials: Sequence[FrozenTrial], output_dir: Path, metric: str, 
 
 def best_json(trials: Sequence[FrozenTrial], metric: str, goal: str) -> str | None:
     """``best.json``: the best trial's number, value and parameters; None before a trial completed."""
-    best = best_trial(trials, goal)
+    best = record.best_trial(trials, goal)
     if best is None:
         return None
-    summary = {"number": best.number, "metric": metric, "value": best.value, "params": trial_params(best)}
+    summary = {"number": best.number, "metric": metric, "value": best.value, "params": record.params(best)}
     return json.dumps(summary, indent=2) + "\n"
 
 
 def trials_csv(trials: Sequence[FrozenTrial]) -> str:
-    params = list(dict.fromkeys(name for t in trials for name in trial_params(t)))
+    params = list(dict.fromkeys(name for t in trials for name in record.params(t)))
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(FIXED_COLUMNS[:3] + params + FIXED_COLUMNS[3:])
     for t in trials:
         if t.state == TrialState.WAITING:
             continue
-        values = trial_params(t)
+        values = record.params(t)
         writer.writerow(
             [t.number, t.state.name, _blank(t.value)]
             + [_blank(values.get(name)) for name in params]
@@ -56,18 +79,12 @@ def trials_csv(trials: Sequence[FrozenTrial]) -> str:
                 _blank(t.duration.total_seconds() if t.duration else None),
                 _blank(t.datetime_start and t.datetime_start.isoformat(timespec="seconds")),
                 _blank(t.datetime_complete and t.datetime_complete.isoformat(timespec="seconds")),
-                _blank(t.user_attrs.get(RETRY_OF_ATTR)),
-                _blank(t.user_attrs.get(ATTEMPT_ATTR)),
-                _blank(t.user_attrs.get(REASON_ATTR)),
+                _blank(t.user_attrs.get(record.RETRY_OF_ATTR)),
+                _blank(t.user_attrs.get(record.ATTEMPT_ATTR)),
+                _blank(t.user_attrs.get(record.REASON_ATTR)),
             ]
         )
     return out.getvalue()
-
-
-def best_trial(trials: Sequence[FrozenTrial], goal: str) -> FrozenTrial | None:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    pick = max if goal == "maximize" else min
-    return pick(complete, key=lambda t: t.value) if complete else None
 
 
 def _blank(value: Any) -> Any:

@@ -1,19 +1,17 @@
 """A lean process, warm with the script's imports, that forks each trial's child.
 
-Forking the work's own process made the fork and the child's exit the largest cost of a short
-trial: a Lightning work holds ~300 MB (Lightning, Optuna, SQLAlchemy and, when installed, torch),
-and the kernel copies its page tables at the fork, copies every page either side writes while the
-child runs, and tears it all down at the child's exit. Measured with 300 no-op trials, that was
-~20 ms of system time per trial and work, more than the flow's whole share. The fork server is a
-fresh interpreter that imports only what the script imports (the way the work warmed itself
-before), so its children start and end in a fraction of that, and the work's process is never
-forked.
+A trial's child must start warm (the script's imports loaded once, not per trial) but must not be a
+fork of the work: a Lightning work holds ~300 MB (Lightning, Optuna, SQLAlchemy and, when
+installed, torch), and the kernel copies its page tables at every fork, copies every page either
+side writes while the child runs, and tears it all down at the child's exit, costing a short trial
+more than everything else it does. The fork server is a fresh interpreter that imports only what
+the script imports, so its children start and end cheaply.
 
 One server per work, one trial at a time: the work sends what to run, with the three pipes the
 child writes to (its output, its errors, its result), over a Unix socket; the server forks the
 child and answers with its pid, then with its wait status once it has ended. The work reads the
-pipes and enforces deadlines and stops itself (``sweeps.process``), killing the child's process
-group directly. The server dies with the work (``PR_SET_PDEATHSIG``) and its children with it.
+pipes, enforces deadlines and prunes (``sweeps.supervise``), killing the child's process group
+directly. The server dies with the work (``PR_SET_PDEATHSIG``) and its children with it.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sweeps.process import ScriptRun, child_main, die_with_parent
+from sweeps.child import ScriptRun, child_main, die_with_parent
 from sweeps.trainer import trainer_packages
 
 #: The directory holding the ``sweeps`` package, for the server's interpreter to import it from.
@@ -169,7 +167,7 @@ def serve() -> None:
         connection.sendall(_message({"status": status}))
 
 
-def import_dependencies(script_path: str) -> None:
+def import_dependencies(program: str) -> None:
     """Import what the script imports at its top level, so that every forked trial starts warm.
 
     A module that fails to import here is left for the script to fail on, with its own error.
@@ -178,7 +176,7 @@ def import_dependencies(script_path: str) -> None:
     import importlib
 
     try:
-        tree = ast.parse(open(script_path).read(), script_path)
+        tree = ast.parse(open(program).read(), program)
     except (OSError, SyntaxError, ValueError):
         return
     names = []
@@ -187,7 +185,7 @@ def import_dependencies(script_path: str) -> None:
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.append(node.module)
-    script_dir = os.path.dirname(os.path.abspath(script_path))
+    script_dir = os.path.dirname(os.path.abspath(program))
     sys.path.insert(0, script_dir)
     try:
         for name in names:

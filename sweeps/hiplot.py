@@ -9,11 +9,11 @@ import hiplot as hip
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
-from sweeps.sweep import trial_params
+from sweeps import record
 
 
 def trial_row(trial: FrozenTrial, metric: str) -> dict[str, Any]:
-    row: dict[str, Any] = {"uid": str(trial.number), "trial": trial.number, **trial_params(trial)}
+    row: dict[str, Any] = {"uid": str(trial.number), "trial": trial.number, **record.params(trial)}
     row["state"] = trial.state.name
     if trial.value is not None:
         row[metric] = trial.value
@@ -22,7 +22,7 @@ def trial_row(trial: FrozenTrial, metric: str) -> dict[str, Any]:
 
 def experiment(trials: Iterable[FrozenTrial], metric: str) -> hip.Experiment:
     """The parallel-coordinates view: metric as the last axis and the colour, log axes for log parameters."""
-    trials = [t for t in trials if t.state.is_finished()]
+    trials = [t for t in trials if record.has_ended(t)]
     exp = hip.Experiment.from_iterable(trial_row(t, metric) for t in trials)
     # Rows as lists under one list of columns, not one dict per trial: about half the JSON the page
     # receives (2.3 MB at 10,000 trials otherwise). HiPlot's own switch for it is private.
@@ -42,13 +42,17 @@ def experiment(trials: Iterable[FrozenTrial], metric: str) -> hip.Experiment:
         exp.parameters_definition[name].type = scale
     exp.colorby = metric
     exp.enabledDisplays = [hip.Displays.PARALLEL_PLOT, hip.Displays.TABLE]
-    params = list(dict.fromkeys(name for t in trials for name in trial_params(t)))
+    params = list(dict.fromkeys(name for t in trials for name in record.params(t)))
     # Axes left to right: when, what was tried, how it ended, the metric (compressed rows lose the
     # order). HiPlot's ``order`` lists the axes from the right.
     order = [metric, "state", *reversed(params), "trial"]
     exp.display_data(hip.Displays.PARALLEL_PLOT).update({"hide": ["uid", "from_uid"], "order": order})
     exp.display_data(hip.Displays.TABLE).update(
-        {"hide": ["uid", "from_uid"], "order_by": [["trial", "desc"]], "order": order[::-1]}  # the table's: from the left
+        {
+            "hide": ["uid", "from_uid"],
+            "order_by": [["trial", "desc"]],
+            "order": order[::-1],
+        }  # the table's: from the left
     )
     return exp
 

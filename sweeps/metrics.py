@@ -17,9 +17,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sweeps import trainer
 
@@ -50,9 +48,8 @@ class MetricReader:
     metric: str
     tail_lines: int = 20
     values: list[tuple[int, float]] = field(default_factory=list)
-    on_value: Callable[[int, float], Any] | None = None  # told of each value as it is read
     printed: bool = False  # the script printed the metric itself (not only the traced trainer)
-    traced: bool = False  # a traced Trainer reports, and stops by itself when asked
+    traced: bool = False  # a traced Trainer reports, and stops by itself when pruned
     checkpoint: str | None = None  # the traced Trainer's best checkpoint
     started: float = field(default_factory=time.monotonic)
     validation_times: list[float] = field(default_factory=list)  # when the traced Trainer validated
@@ -111,12 +108,10 @@ class MetricReader:
             if self.metric in found and not self.printed:
                 self._add(found)
 
-    def stop_grace(self) -> float:
-        """Seconds a trial asked to stop may take to stop by itself: none unless a traced Trainer does it."""
-        return trainer.stop_grace(self.validation_times, self.started) if self.traced else 0.0
+    def prune_grace(self) -> float:
+        """Seconds a pruned trial may take to stop by itself: none unless a traced Trainer does it."""
+        return trainer.prune_grace(self.validation_times, self.started) if self.traced else 0.0
 
     def _add(self, found: dict[str, float]) -> None:
         step = next((found[s] for s in _STEP_NAMES if s in found and math.isfinite(found[s])), None)
         self.values.append((int(step) if step is not None else len(self.values), found[self.metric]))
-        if self.on_value is not None:
-            self.on_value(*self.values[-1])

@@ -76,7 +76,10 @@ class Percentile(_ComparedAtEachStep):
 
     def build(self) -> optuna.pruners.BasePruner:
         return optuna.pruners.PercentilePruner(
-            self.percentile, self.n_startup_trials, self.n_warmup_steps, self.interval_steps,
+            self.percentile,
+            self.n_startup_trials,
+            self.n_warmup_steps,
+            self.interval_steps,
             n_min_trials=self.n_min_trials,
         )
 

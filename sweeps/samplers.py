@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING, Any
+import warnings
+from typing import Any
 
 import optuna
 
 from sweeps.errors import ConfigError
-
-if TYPE_CHECKING:
-    from sweeps.config import SweepConfig
+from sweeps.space import SearchSpace
 
 #: W&B's names first (bayes = TPE), then Optuna's.
 METHODS = ("bayes", "random", "grid", "tpe", "gp", "cmaes", "qmc", "nsga2")
@@ -28,7 +27,7 @@ _NEEDS = {
 class _GridSampler(optuna.samplers.GridSampler):
     """Optuna's grid without its ``study.stop()`` once every point has run.
 
-    ``stop`` raises outside ``study.optimize``, and the sweep's budget (``run_cap``, by default
+    ``stop`` raises outside ``study.optimize``, and the sweep's ``run_cap`` (by default
     the grid's size) already decides when to stop.
     """
 
@@ -44,18 +43,20 @@ def check_method(method: str) -> None:
             raise ConfigError("method", f"{method} needs the {module} package: {how}")
 
 
-def make_sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
-    seed, method = config.seed, config.method
+def make_sampler(method: str, space: SearchSpace, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler of ``method`` over ``space``; ``seed`` makes its sequence of proposals repeat."""
     if method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if method == "grid":
-        return _GridSampler(config.space.grid(), seed=seed)
+        return _GridSampler(space.grid(), seed=seed)
     if method == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
     if method == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if method == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, scramble=seed is not None, warn_independent_sampling=False)
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.0: nothing the user can act on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(seed=seed, scramble=seed is not None, warn_independent_sampling=False)
     if method == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     # bayes / tpe. The constant liar keeps parallel trials from being proposed at the same point
@@ -64,6 +65,6 @@ def make_sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
         seed=seed,
         n_startup_trials=STARTUP_TRIALS,
         multivariate=True,
-        group=config.space.is_conditional,
+        group=space.is_conditional,
         constant_liar=True,
     )

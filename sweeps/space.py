@@ -19,25 +19,47 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from sweeps.errors import ConfigError
-
-if TYPE_CHECKING:
-    from sweeps.config import ParameterSpec
+from sweeps.record import QUANTILE_SUFFIX
 
 #: What Optuna samples for a parameter it has no distribution for: the value's quantile. The
 #: ends are kept off 0 and 1, where a normal's inverse CDF is infinite.
 QUANTILE = FloatDistribution(1e-6, 1 - 1e-6)
-QUANTILE_SUFFIX = ":quantile"
 
 #: Above this many combinations a discrete space is not enumerated (see SearchSpace.choices).
 ENUMERABLE = 10_000
+
+
+class ParameterSpec(BaseModel):
+    """One entry of ``parameters`` as the user wrote it (W&B syntax); :func:`_distribution` gives it a meaning."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    value: Any = None
+    values: list[Any] | None = None
+    probabilities: list[float] | None = None
+    distribution: str | None = None
+    min: int | float | None = None
+    max: int | float | None = None
+    q: int | float | None = None
+    mu: float | None = None
+    sigma: float | None = None
+    a: float | None = None
+    b: float | None = None
+    parameters: dict[str, ParameterSpec] | None = None
+    if_: dict[str, Any] | None = Field(default=None, alias="if")
+
+    def given(self) -> set[str]:
+        """The keys the user wrote (``value: null`` counts as written)."""
+        return set(self.model_fields_set)
 
 
 @dataclass(frozen=True)
@@ -108,7 +130,7 @@ class SearchSpace:
             return None
         if math.prod(len(c) for c in per_param) > ENUMERABLE:  # type: ignore[arg-type]
             return None
-        return [dict(zip(self.names, combo)) for combo in itertools.product(*per_param)]  # type: ignore[arg-type]
+        return [dict(zip(self.names, combo, strict=True)) for combo in itertools.product(*per_param)]  # type: ignore[arg-type]
 
     def grid(self, key: str = "parameters") -> dict[str, list[Any]]:
         """Every value of every parameter, for Optuna's ``GridSampler``."""
@@ -228,7 +250,9 @@ def _categorical_w_probabilities(spec: ParameterSpec, key: str) -> _Built:
     values = _values(spec, key)
     probabilities = spec.probabilities or []
     if len(probabilities) != len(values):
-        raise ConfigError(f"{key}.probabilities", f"needs one probability per value ({len(values)}, got {len(probabilities)})")
+        raise ConfigError(
+            f"{key}.probabilities", f"needs one probability per value ({len(values)}, got {len(probabilities)})"
+        )
     if any(p < 0 for p in probabilities) or not math.isclose(sum(probabilities), 1.0, rel_tol=1e-6):
         raise ConfigError(f"{key}.probabilities", f"must be >= 0 and sum to 1 (got {probabilities})")
     return QUANTILE, partial(_pick, values, np.cumsum(probabilities))
@@ -379,7 +403,7 @@ def _check_choice(value: Any, key: str) -> None:
         raise ConfigError(key, f"must be a number, a string, a boolean or null (got {value!r})")
 
 
-_Builder = Callable[["ParameterSpec", str], _Built]
+_Builder = Callable[[ParameterSpec, str], _Built]
 _RANGE, _Q = {"min", "max"}, {"q"}
 _NORMAL, _BETA = {"mu", "sigma"}, {"a", "b"}
 

@@ -1,7 +1,8 @@
 """What the app files do before Lightning starts anything: check the config, reach and claim the storage.
 
-Either can fail because of the user's setup; each failure ends the process with one line on
-stderr, before any server, work or browser starts.
+Each can fail because of the user's setup (a config, a server, another app on the same file, an
+Optuna other than the one Sweeps was written for); each failure ends the process with one line
+on stderr, before any server, work or browser starts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from sweeps.storage import StorageBusy, StorageUnreachable, check_reachable, cla
 
 
 def start_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
+    try:
+        import sweeps.optuna_internals  # noqa: F401  (checks the installed Optuna)
+    except ImportError as err:
+        sys.exit(f"sweeps: {err}")
     try:
         config = load_config(path)
     except ConfigError as err:

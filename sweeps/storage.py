@@ -3,7 +3,7 @@
 SQLite takes one writer at a time (Optuna's FAQ: "database is locked" with several), so a Sweeps
 app claims an SQLite file for as long as it runs, with a lock beside it; a second app on the same
 file is told so at once instead of locking or corrupting the sweep. PostgreSQL and other servers
-take many writers and are not claimed: several workers share a sweep there (``sweeps.workers``).
+take many writers and are not claimed: several workers share a sweep there (``sweeps.shared``).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | Non
     Optuna's SQLite storage commits several times per trial (the trial, each parameter, the
     result), each with a full fsync in SQLite's default mode. In WAL mode with
     ``synchronous=NORMAL`` a commit survives the app being killed (only an OS crash can lose the
-    last ones), and readers (the UI) no longer block the writer.
+    last ones), and readers (the page) do not block the writer.
     """
     if is_shared(url):
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9

@@ -1,13 +1,13 @@
 """Sweeping a PyTorch Lightning script unchanged: its ``Trainer`` is traced, and a callback added.
 
 When the trial's script builds a ``lightning.pytorch.Trainer`` or a ``pytorch_lightning.Trainer``,
-the trial's child wraps ``Trainer.__init__`` (as ``TracerPythonScript``'s tracer would) and appends a callback that,
-after each validation, prints one tagged line on stdout (``[sweeps] validation epoch=3
-val_loss=0.41``) and checks the trial's stop file. Lines, not a side channel, because the work
+the trial's child wraps ``Trainer.__init__`` (as ``TracerPythonScript``'s tracer would) and appends a
+callback that, after each validation, prints one tagged line on stdout (``[sweeps] validation
+epoch=3 val_loss=0.41``) and checks the trial's prune file. Lines, not a side channel, because the work
 already reads the trial's stdout live for the metric (``sweeps.metrics``), in order with what the
-script prints itself, and keeps it in the trial's log. When the pruner has asked for the stop,
-the callback sets ``trainer.should_stop``: Lightning ends ``fit`` cleanly (checkpoints and loggers
-written), so the work gives such a trial a grace period before it kills it (:func:`stop_grace`).
+script prints itself, and keeps it in the trial's log. When the pruner has said stop, the callback
+sets ``trainer.should_stop``: Lightning ends ``fit`` cleanly (checkpoints and loggers written), so
+the work gives such a trial a grace period before it kills it (:func:`prune_grace`).
 At the end of ``fit`` it prints the metric's final value (when it changed since the last
 validation) and the best checkpoint's path.
 
@@ -44,7 +44,7 @@ CHECKPOINT = "checkpoint:"
 #: The Lightning packages whose Trainer is traced, by the name a script imports them under.
 PACKAGES = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_lightning"}
 
-#: A traced trial asked to stop gets at least this long to end by itself before it is killed.
+#: A pruned traced trial gets at least this long to end by itself before it is killed.
 MIN_GRACE_SECONDS = 5.0
 
 
@@ -58,8 +58,8 @@ def checkpoint_line(path: str) -> str:
     return f"{TAG} {CHECKPOINT} {path}"
 
 
-def stop_grace(validation_times: Sequence[float], started: float) -> float:
-    """How long a traced trial that was asked to stop may take to stop by itself.
+def prune_grace(validation_times: Sequence[float], started: float) -> float:
+    """How long a pruned traced trial may take to stop by itself.
 
     The callback acts at the end of the next validation, so twice the longest time seen between
     two validations (or from the start to the first), and at least ``MIN_GRACE_SECONDS``. A
@@ -88,12 +88,12 @@ def lightning_imports(source: str) -> set[str]:
     return found
 
 
-def trainer_packages(script_path: str) -> list[str]:
+def trainer_packages(program: str) -> list[str]:
     """The Lightning packages whose Trainer to trace for this script: those already imported here
     (the script's imports, loaded by the fork server, reach them through any module) and those its
     source imports (at the top or inside a function), when installed."""
     try:
-        source = Path(script_path).read_text()
+        source = Path(program).read_text()
     except OSError:
         source = ""
     wanted = lightning_imports(source) | {p for p in PACKAGES.values() if p in sys.modules}
@@ -112,7 +112,7 @@ class TrialHooks:
     """What the callback of one trial needs to know."""
 
     metric: str
-    stop_file: str  # the work creates it when the pruner says stop
+    prune_file: str  # the work creates it when the pruner says stop
     root_dir: str  # the Trainer's default_root_dir unless the script sets one
 
 
@@ -161,7 +161,7 @@ def callback_class(package: str) -> type:
         def __init__(self, hooks: TrialHooks) -> None:
             self.hooks = hooks
             self.last: float | None = None
-            self.stopping = False
+            self.pruned = False
 
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
             # Not the sanity check, nor a trainer.validate() after fit: those are no epoch of training.
@@ -169,14 +169,14 @@ def callback_class(package: str) -> type:
                 return
             if trainer.is_global_zero:
                 self._print(trainer, VALIDATION)
-            if os.path.exists(self.hooks.stop_file):  # every rank that has the callback stops
-                self.stopping = True
+            if os.path.exists(self.hooks.prune_file):  # every rank that has the callback stops
+                self.pruned = True
                 trainer.should_stop = True
 
         def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
             if not trainer.is_global_zero:
                 return
-            if not self.stopping and _metric(trainer, self.hooks.metric) not in (None, self.last):
+            if not self.pruned and _metric(trainer, self.hooks.metric) not in (None, self.last):
                 self._print(trainer, FINAL)
             path = best_checkpoint(trainer)
             if path:

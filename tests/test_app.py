@@ -6,8 +6,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps.sweep import REASON_ATTR
-from tests.conftest import report_config, run_headless
+from sweeps.record import REASON_ATTR
+from tests.conftest import report_config
+from tests.harness import run_headless
 
 pytestmark = pytest.mark.slow
 

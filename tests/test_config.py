@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from sweeps.config import DEFAULT_CONFIG, ConfigError, load_config
 from tests.conftest import SCRIPTS, report_config
 
@@ -35,12 +36,12 @@ def test_defaults_name_from_file_stem_and_program_relative_to_config(tmp_path, w
 
 def test_n_trials_is_an_alias_of_run_cap(tmp_path, write_config):
     config = report_config(tmp_path, method="random", n_trials=7)
-    assert load_config(write_config(config)).budget == 7
+    assert load_config(write_config(config)).run_cap == 7
 
 
 def test_grid_run_cap_defaults_to_grid_size(tmp_path, write_config):
     config = report_config(tmp_path, parameters={"x": {"values": [1, 2, 3]}, "k": {"min": 1, "max": 4}})
-    assert load_config(write_config(config)).budget == 3 * 4
+    assert load_config(write_config(config)).run_cap == 3 * 4
 
 
 def test_autostart_env_var(tmp_path, write_config, monkeypatch):
@@ -52,12 +53,16 @@ def test_autostart_env_var(tmp_path, write_config, monkeypatch):
 
 def test_wandb_only_keys_are_accepted_and_listed(tmp_path, write_config):
     config = report_config(
-        tmp_path, entity="me", project="p", description="d",
-        command=["${env}", "${interpreter}", "${program}", "${args}"], early_terminate={"type": "hyperband", "min_iter": 3},
+        tmp_path,
+        entity="me",
+        project="p",
+        description="d",
+        command=["${env}", "${interpreter}", "${program}", "${args}"],
+        early_terminate={"type": "hyperband", "min_iter": 3},
     )
     loaded = load_config(write_config(config))
     assert loaded.ignored_keys == ["description", "entity", "project"]
-    assert loaded.custom_command is None, "W&B's default command runs in-process"
+    assert loaded.launch.command is None, "W&B's default command runs the program warm"
     assert loaded.early_terminate.build().__class__.__name__ == "HyperbandPruner"
 
 
@@ -74,16 +79,36 @@ BAD_CONFIGS = [
     ({"parameters": {"lr": {"min": 1.0, "max": 0.5}}}, "parameters.lr.min", "must be less than max"),
     ({"parameters": {"lr": {"min": "abc", "max": 0.5}}}, "parameters.lr.min", "should be a number"),
     ({"parameters": {"lr": {"mni": 1}}}, "parameters.lr.mni", "unknown key; valid keys here: value, values"),
-    ({"parameters": {"lr": {"distribution": "gaussian", "min": 0, "max": 1}}}, "parameters.lr.distribution", "unknown 'gaussian'; valid: constant"),
-    ({"parameters": {"lr": {"distribution": "log_uniform_values", "min": 0, "max": 1}}}, "parameters.lr.min", "must be > 0 on a log scale"),
-    ({"parameters": {"lr": {"distribution": "uniform", "min": 0}}}, "parameters.lr.max", "required by distribution uniform"),
-    ({"parameters": {"lr": {"distribution": "uniform", "min": 0, "max": 1, "values": [1]}}}, "parameters.lr.values", "not used by distribution uniform"),
+    (
+        {"parameters": {"lr": {"distribution": "gaussian", "min": 0, "max": 1}}},
+        "parameters.lr.distribution",
+        "unknown 'gaussian'; valid: constant",
+    ),
+    (
+        {"parameters": {"lr": {"distribution": "log_uniform_values", "min": 0, "max": 1}}},
+        "parameters.lr.min",
+        "must be > 0 on a log scale",
+    ),
+    (
+        {"parameters": {"lr": {"distribution": "uniform", "min": 0}}},
+        "parameters.lr.max",
+        "required by distribution uniform",
+    ),
+    (
+        {"parameters": {"lr": {"distribution": "uniform", "min": 0, "max": 1, "values": [1]}}},
+        "parameters.lr.values",
+        "not used by distribution uniform",
+    ),
     ({"parameters": {"n": {"distribution": "int_uniform", "min": 0.5, "max": 3}}}, "parameters.n.min", "whole numbers"),
     ({"parameters": {"n": {"values": []}}}, "parameters.n.values", "at least one value"),
     ({"parameters": {"n": {"values": [1, [2, 3]]}}}, "parameters.n.values[1]", "a number, a string"),
     ({"parameters": {"n": {}}}, "parameters.n", "give one of value, values"),
     ({"parameters": {"opt": {"parameters": {"lr": {"max": 1}}}}}, "parameters.opt.parameters.lr", "give one of"),
-    ({"method": "grid", "parameters": {"lr": {"min": 0.1, "max": 1.0}}}, "parameters.lr", "method grid needs a finite set"),
+    (
+        {"method": "grid", "parameters": {"lr": {"min": 0.1, "max": 1.0}}},
+        "parameters.lr",
+        "method grid needs a finite set",
+    ),
     ({"method": "random"}, "run_cap", "required for method 'random'"),
 ]
 

@@ -11,7 +11,10 @@ from sweeps.export import best_json, trials_csv, write_exports
 def trial(number, state, value=None, params=None, user_attrs=None):
     params = params or {"lr": 0.1}
     t = create_trial(
-        state=state, value=value, params=params, user_attrs=user_attrs or {},
+        state=state,
+        value=value,
+        params=params,
+        user_attrs=user_attrs or {},
         distributions={name: FloatDistribution(0, 100) for name in params},
     )
     t.number = number
@@ -41,13 +44,21 @@ def test_write_exports_replaces_files_whole(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["best.json", "trials.csv"]
     assert len(list(csv.reader((tmp_path / "out" / "trials.csv").open()))) == 2
     assert json.loads((tmp_path / "out" / "best.json").read_text()) == {
-        "number": 0, "metric": "loss", "value": 0.5, "params": {"lr": 0.1}
+        "number": 0,
+        "metric": "loss",
+        "value": 0.5,
+        "params": {"lr": 0.1},
     }
     write_exports(TRIALS, tmp_path / "max", "acc", "maximize")
     assert json.loads((tmp_path / "max" / "best.json").read_text())["params"] == {"lr": 7.0}
 
 
 def test_best_json_is_the_file_the_page_offers():
-    assert json.loads(best_json(TRIALS, "loss", "maximize")) == {"number": 3, "metric": "loss", "value": 0.75, "params": {"lr": 7.0}}
+    assert json.loads(best_json(TRIALS, "loss", "maximize")) == {
+        "number": 3,
+        "metric": "loss",
+        "value": 0.75,
+        "params": {"lr": 7.0},
+    }
     assert json.loads(best_json(TRIALS, "loss", "minimize"))["number"] == 2
     assert best_json(TRIALS[1:2], "loss", "minimize") is None

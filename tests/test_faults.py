@@ -13,8 +13,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps.sweep import REASON_ATTR, RETRY_OF_ATTR, trial_params
-from tests.conftest import app_env, kill_group, lightning_command, report_config, run_headless
+from sweeps.record import REASON_ATTR, RETRY_OF_ATTR
+from sweeps.record import params as trial_params
+from tests.conftest import report_config
+from tests.harness import kill_group, run_headless, start_app
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +37,12 @@ def test_every_kind_of_failure_is_recorded_and_the_sweep_gives_up_at_max_failure
     # try every x once before any twice, so all eight failures happen within the first 12 trials,
     # before run_cap (5 successes) can be reached: the sweep gives up at the eighth.
     config = report_config(
-        tmp_path, method="random", seed=0, run_cap=5, max_failures=8, trial_timeout=2,
+        tmp_path,
+        method="random",
+        seed=0,
+        run_cap=5,
+        max_failures=8,
+        trial_timeout=2,
         parameters={"x": {"distribution": "int_uniform", "min": 0, "max": 11}, "mode": {"value": "by_x"}},
     )
     started = time.monotonic()
@@ -44,8 +51,16 @@ def test_every_kind_of_failure_is_recorded_and_the_sweep_gives_up_at_max_failure
     assert done.returncode == 1, done.stdout + done.stderr
     (summary,) = [line for line in done.stderr.splitlines() if line.startswith("sweeps: gave up")]
     assert summary.startswith("sweeps: gave up after 8 failed trials (max_failures=8): ")
-    for reason in ["ValueError: bad x 0.0", "exit code 3", "exit code 1", "killed by signal SIGABRT",
-                   "killed by signal SIGSEGV", "timeout after 2 s", "metric is NaN", "no metric loss reported"]:
+    for reason in [
+        "ValueError: bad x 0.0",
+        "exit code 3",
+        "exit code 1",
+        "killed by signal SIGABRT",
+        "killed by signal SIGSEGV",
+        "timeout after 2 s",
+        "metric is NaN",
+        "no metric loss reported",
+    ]:
         assert f"1x {reason}" in summary
 
     trials = optuna.load_study(study_name="test", storage=config["storage"]).trials
@@ -60,15 +75,14 @@ def test_every_kind_of_failure_is_recorded_and_the_sweep_gives_up_at_max_failure
 
 
 def start(config_path, cwd):
-    return subprocess.Popen(
-        lightning_command("app_wo_ui.py"), cwd=cwd, env=app_env(config_path),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    return start_app("app_wo_ui.py", config_path, cwd, subprocess.DEVNULL, subprocess.DEVNULL)
 
 
 def test_kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path, write_config):
     config = report_config(
-        tmp_path, method="random", run_cap=30,
+        tmp_path,
+        method="random",
+        run_cap=30,
         parameters={"x": {"min": -100.0, "max": 100.0}, "sleep": {"value": 0.5}},
     )
     path = write_config(config)

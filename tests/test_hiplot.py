@@ -1,4 +1,5 @@
 import json
+import re
 
 import hiplot as hip
 from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -12,7 +13,10 @@ def trial(number, state, value=None):
         state=state,
         value=value,
         params={"lr": 0.01, "kernel": "rbf"},
-        distributions={"lr": FloatDistribution(1e-4, 1.0, log=True), "kernel": CategoricalDistribution(["rbf", "poly"])},
+        distributions={
+            "lr": FloatDistribution(1e-4, 1.0, log=True),
+            "kernel": CategoricalDistribution(["rbf", "poly"]),
+        },
     )
     t.number = number
     return t
@@ -20,7 +24,12 @@ def trial(number, state, value=None):
 
 def test_rows_carry_number_state_params_and_metric():
     assert trial_row(trial(3, TrialState.COMPLETE, 0.5), "acc") == {
-        "uid": "3", "trial": 3, "lr": 0.01, "kernel": "rbf", "state": "COMPLETE", "acc": 0.5
+        "uid": "3",
+        "trial": 3,
+        "lr": 0.01,
+        "kernel": "rbf",
+        "state": "COMPLETE",
+        "acc": 0.5,
     }
     assert "acc" not in trial_row(trial(4, TrialState.FAIL), "acc")
 
@@ -52,9 +61,23 @@ def test_rows_are_sent_compressed():
     json.dumps(data)
 
 
+def embedded_experiment(html: str) -> dict:
+    """The experiment HiPlot's standalone page loads: a JSON text in a JavaScript string."""
+    literal = re.search(r"Object\.assign\(options, eval\('\(' \+ (\"(?:[^\"\\]|\\.)*\")", html).group(1)
+    return json.loads(json.loads(literal))["experiment"]
+
+
 def test_standalone_html_holds_the_trials():
-    html = standalone_html([trial(0, TrialState.COMPLETE, 0.5), trial(1, TrialState.COMPLETE, 0.25)], "acc")
-    assert html.lstrip().lower().startswith("<!doctype html") and "0.25" in html
+    html = standalone_html(
+        [trial(0, TrialState.COMPLETE, 0.5), trial(1, TrialState.COMPLETE, 0.25), trial(2, TrialState.RUNNING)], "acc"
+    )
+    assert html.lstrip().lower().startswith("<!doctype html")
+    shown = embedded_experiment(html)["datapoints_compressed"]
+    rows = [dict(zip(shown["columns"], row[2:], strict=True)) for row in shown["rows"]]
+    assert rows == [
+        {"trial": 0, "lr": 0.01, "acc": 0.5, "kernel": "rbf", "state": "COMPLETE"},
+        {"trial": 1, "lr": 0.01, "acc": 0.25, "kernel": "rbf", "state": "COMPLETE"},
+    ], "each ended trial, its parameters and metric; not the running one"
 
 
 def test_linear_parameters_and_the_metric_keep_a_linear_axis_whatever_their_values_span():

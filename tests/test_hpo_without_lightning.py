@@ -20,8 +20,14 @@ def test_every_trial_is_told_once_even_when_its_metric_is_zero():
 def test_script_prints_all_six_trials():
     out = subprocess.run(
         [sys.executable, str(PROJECT / "scripts" / "hpo_without_lightning.py")],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
-    values = ast.literal_eval(out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    assert sum(" trial " in line and "COMPLETE" in line for line in lines) == 6, "a line per trial"
+    values = ast.literal_eval(lines[-2])  # the worker's summary: {trial_number: metric}, then the best trial
+    assert lines[-1].startswith("best trial ")
     assert sorted(values) == [0, 1, 2, 3, 4, 5]
     assert all(0 <= v <= 100 for v in values.values())

@@ -16,9 +16,9 @@ import yaml
 from optuna.trial import TrialState
 
 from components.objective import ObjectiveWork
-from sweeps.sweep import PRUNED_AT_ATTR
-from sweeps.trial import CHECKPOINT_ATTR
-from tests.conftest import PROJECT, SCRIPTS, run_headless
+from sweeps.record import CHECKPOINT_ATTR, PRUNED_AT_ATTR
+from tests.conftest import PROJECT, SCRIPTS, make_work
+from tests.harness import run_headless
 
 if not all(importlib.util.find_spec(p) for p in ("torch", "lightning", "pytorch_lightning", "jsonargparse")):
     if os.environ.get("CI"):
@@ -32,8 +32,8 @@ CLI_COMMAND = ["${env}", "${interpreter}", "${program}", "fit", "${args}"]
 @pytest.fixture(scope="module")
 def argparse_work(tmp_path_factory):
     """One warm work for the argparse script (its imports, torch included, loaded once)."""
-    logs = tmp_path_factory.mktemp("argparse") / "results" / "logs"
-    return ObjectiveWork(str(SCRIPTS / "lightning_argparse.py"), "val_loss", str(logs), timeout=60)
+    output_dir = tmp_path_factory.mktemp("argparse") / "results"
+    return make_work(SCRIPTS / "lightning_argparse.py", output_dir, "val_loss", timeout=60)
 
 
 def values(work: ObjectiveWork, number: int) -> list[tuple[int, float]]:
@@ -41,7 +41,7 @@ def values(work: ObjectiveWork, number: int) -> list[tuple[int, float]]:
 
 
 def log_of(work: ObjectiveWork, number: int) -> str:
-    return (Path(work.log_dir) / f"{number}.log").read_text()
+    return work._launch.log_file(number).read_text()
 
 
 def test_a_script_that_prints_nothing_is_reported_from_its_trainer(argparse_work):
@@ -53,14 +53,18 @@ def test_a_script_that_prints_nothing_is_reported_from_its_trainer(argparse_work
     assert result["value"] == got[-1][1]
     checkpoint = Path(result["user_attrs"][CHECKPOINT_ATTR])
     assert checkpoint.is_file() and checkpoint.suffix == ".ckpt"
-    assert checkpoint.is_relative_to(Path(argparse_work.log_dir).parent / "trials" / "0"), "the trial's own root dir"
+    assert checkpoint.is_relative_to(argparse_work._launch.trial_dir(0)), "the trial's own root dir"
 
 
 @pytest.mark.parametrize(
     "first, printing, expected",
     [
         (10, "epoch", lambda trainer: [(s, v + 100) for s, v in trainer]),  # the script's lines only, once each
-        (20, "end", lambda trainer: trainer + [(len(trainer), trainer[-1][1] + 1000)]),  # the trainer's, then the script's
+        (
+            20,
+            "end",
+            lambda trainer: trainer + [(len(trainer), trainer[-1][1] + 1000)],
+        ),  # the trainer's, then the script's
     ],
 )
 def test_a_script_that_prints_its_metric_is_not_reported_twice(argparse_work, first, printing, expected):
@@ -93,7 +97,7 @@ def test_a_trial_asked_to_stop_ends_its_fit_cleanly_and_is_pruned(argparse_work)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if len(values(argparse_work, number)) >= 2:
-                argparse_work.stop_trial(number)
+                argparse_work.prune_trial(number)
                 asked.append(time.monotonic())
                 return
             time.sleep(0.005)
@@ -112,11 +116,11 @@ def test_a_trial_asked_to_stop_ends_its_fit_cleanly_and_is_pruned(argparse_work)
     assert "[sweeps] checkpoint: " in log, "fit ended normally: not killed"
     assert Path(result["user_attrs"][CHECKPOINT_ATTR]).is_file()
     assert ended - asked[0] < 2.0, "it did not wait out the grace period"
-    assert not argparse_work._stop_file(number).exists()
+    assert not argparse_work._prune_file(number).exists()
 
 
 def test_the_example_runs_through_lightning_cli_with_dotted_parameters(tmp_path):
-    work = ObjectiveWork(str(EXAMPLE), "val_loss", str(tmp_path / "logs"), timeout=60, command=CLI_COMMAND)
+    work = make_work(EXAMPLE, tmp_path, "val_loss", timeout=60, command=CLI_COMMAND)
     work.run(0, {"model.lr": 0.1, "model.hidden": 32, "trainer.max_epochs": 3})
     assert work.result["state"] == "COMPLETE", work.result
     assert [step for step, _ in work.values_of(0)] == [0, 1, 2]
@@ -130,7 +134,9 @@ def test_sweeping_the_example_prunes_early_and_keeps_each_trials_checkpoint(tmp_
     config = yaml.safe_load((PROJECT / "sweep_lightning.yaml").read_text())
     epochs = config["parameters"]["trainer"]["parameters"]["max_epochs"]["value"]
     config.update(
-        program=str(EXAMPLE), storage=f"sqlite:///{tmp_path / 'sweep.db'}", output_dir=str(tmp_path / "results"),
+        program=str(EXAMPLE),
+        storage=f"sqlite:///{tmp_path / 'sweep.db'}",
+        output_dir=str(tmp_path / "results"),
     )
     started = time.monotonic()
     done = run_headless(write_config(config), cwd=tmp_path)

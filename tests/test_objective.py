@@ -8,13 +8,12 @@ import time
 
 import pytest
 
-from components.objective import ObjectiveWork
-from tests.conftest import SCRIPTS
+from tests.conftest import SCRIPTS, make_work
 
 
 @pytest.fixture
 def work(tmp_path):
-    return ObjectiveWork(str(SCRIPTS / "report.py"), "loss", log_dir=str(tmp_path / "logs"), timeout=3)
+    return make_work(SCRIPTS / "report.py", tmp_path, timeout=3)
 
 
 def test_script_receives_parameters_as_dashed_args_and_its_metric_is_read(work, tmp_path):
@@ -25,7 +24,7 @@ def test_script_receives_parameters_as_dashed_args_and_its_metric_is_read(work, 
     log = (tmp_path / "logs" / "7.log").read_text()
     assert log == "epoch=1 loss=1.3\nepoch=2 loss=0.30000000000000004\n"
     assert work.values_of(7) == [(1, 1.3), (2, 0.1 + 0.2)], "a trial that ended sends all its values with its result"
-    assert work.result_of(7)["value"] == 0.1 + 0.2
+    assert work.result_of(7).value == 0.1 + 0.2
 
 
 def test_global_variable_and_zero_metric(work):
@@ -47,13 +46,15 @@ def test_global_variable_and_zero_metric(work):
     ],
 )
 def test_every_failure_has_its_reason_and_the_work_goes_on(work, mode, reason):
-    argv, path, cwd, environ = sys.argv[:], sys.path[:], os.getcwd(), os.environ
+    argv, path, cwd, environ = sys.argv[:], sys.path[:], os.getcwd(), dict(os.environ)
     started = time.monotonic()
     work.run(2, {"x": 2.0, "mode": mode})
     assert time.monotonic() - started < 6, "the deadline holds"
     assert work.result["state"] == "FAIL"
     assert work.result["reason"].startswith(reason)
-    assert (sys.argv, sys.path, os.getcwd(), os.environ) == (argv, path, cwd, environ)
+    assert (sys.argv, sys.path, os.getcwd(), dict(os.environ)) == (argv, path, cwd, environ), (
+        "the work's process is untouched"
+    )
     work.run(3, {"x": 1.0, "mode": "ok"})
     assert (work.result["number"], work.result["state"], work.result["value"]) == (3, "COMPLETE", 1.0)
 
@@ -67,7 +68,7 @@ def test_the_traceback_goes_to_the_log(work, tmp_path):
 def test_result_of_matches_the_trial_number(work):
     assert work.result_of(0) is None
     work.run(0, {"x": 1.0, "mode": "ok"})
-    assert work.result_of(0)["value"] == 1.0
+    assert work.result_of(0).value == 1.0
     assert work.result_of(1) is None
 
 
@@ -79,9 +80,11 @@ def test_stderr_goes_to_the_log_not_the_metric(work, tmp_path):
 
 def test_the_scripts_imports_are_loaded_once_in_the_fork_server(tmp_path):
     imports = tmp_path / "imports.txt"
-    (tmp_path / "heavy_module.py").write_text(f"open({str(imports)!r}, 'a').write(f'imported {{__import__(\"os\").getpid()}}\\n')\n")
+    (tmp_path / "heavy_module.py").write_text(
+        f"open({str(imports)!r}, 'a').write(f'imported {{__import__(\"os\").getpid()}}\\n')\n"
+    )
     (tmp_path / "train.py").write_text("import heavy_module, os\nprint(f'loss=1 parent={os.getppid()}')\n")
-    work = ObjectiveWork(str(tmp_path / "train.py"), "loss", log_dir=str(tmp_path / "logs"))
+    work = make_work(tmp_path / "train.py", tmp_path)
     for number in range(3):
         work.run(number, {})
         assert work.result["state"] == "COMPLETE"
@@ -101,7 +104,10 @@ def test_a_lost_fork_server_fails_the_trial_with_its_reason_and_the_next_trial_g
     work.run(2, {"x": 1.0, "sleep": 2.5})
     killer.join()
     assert work.result["state"] == "FAIL"
-    assert work.result["reason"].startswith("the fork server of ") and "ended (killed, or out of memory)" in work.result["reason"]
+    assert (
+        work.result["reason"].startswith("the fork server of ")
+        and "ended (killed, or out of memory)" in work.result["reason"]
+    )
     work.run(3, {"x": 2.0, "mode": "ok"})
     assert (work.result["state"], work.result["value"]) == ("COMPLETE", 2.0)
     assert work._server._process.pid != server.pid

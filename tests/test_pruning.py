@@ -6,8 +6,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps.sweep import PRUNED_AT_ATTR
-from tests.conftest import SCRIPTS, report_config, run_headless
+from sweeps.record import PRUNED_AT_ATTR
+from tests.conftest import SCRIPTS, report_config
+from tests.harness import run_headless
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,11 @@ def printed(tmp_path, number):
 )
 def test_pruned_trials_stop_early_and_complete_trials_run_every_epoch(tmp_path, write_config, early_terminate):
     config = report_config(
-        tmp_path, program=str(SCRIPTS / "curve.py"), method="random", seed=3, run_cap=14,
+        tmp_path,
+        program=str(SCRIPTS / "curve.py"),
+        method="random",
+        seed=3,
+        run_cap=14,
         parameters={"x": {"min": 0.0, "max": 10.0}, "epochs": {"value": EPOCHS}},
         early_terminate=early_terminate,
     )

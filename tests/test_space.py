@@ -6,9 +6,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from scipy import stats
 
-from sweeps.config import ParameterSpec
 from sweeps.errors import ConfigError
-from sweeps.space import QUANTILE, SearchSpace
+from sweeps.space import QUANTILE, ParameterSpec, SearchSpace
 
 
 def space(parameters: dict) -> SearchSpace:
@@ -77,7 +76,10 @@ def test_other_distributions_map_the_quantile_through_the_inverse_cdf(spec, froz
         ({"distribution": "q_normal", "q": 0.5}, lambda v: isinstance(v, float) and (v / 0.5).is_integer()),
         ({"distribution": "q_log_normal", "mu": 3, "q": 1}, lambda v: isinstance(v, int) and v >= 0),
         ({"distribution": "q_log_uniform", "min": 0, "max": 5}, lambda v: isinstance(v, int) and 1 <= v <= 148),
-        ({"distribution": "q_log_uniform_values", "min": 8, "max": 512, "q": 8}, lambda v: v % 8 == 0 and 8 <= v <= 512),
+        (
+            {"distribution": "q_log_uniform_values", "min": 8, "max": 512, "q": 8},
+            lambda v: v % 8 == 0 and 8 <= v <= 512,
+        ),
         ({"distribution": "q_beta", "a": 2, "b": 2, "q": 0.25}, lambda v: v in (0.0, 0.25, 0.5, 0.75, 1.0)),
     ],
 )
@@ -94,7 +96,11 @@ def test_sampled_values_follow_their_distributions():
             "ln": {"distribution": "log_normal", "mu": 1, "sigma": 0.5},
             "b": {"distribution": "beta", "a": 2, "b": 6},
             "lu": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1},
-            "w": {"distribution": "categorical_w_probabilities", "values": ["a", "b", "c"], "probabilities": [0.6, 0.3, 0.1]},
+            "w": {
+                "distribution": "categorical_w_probabilities",
+                "values": ["a", "b", "c"],
+                "probabilities": [0.6, 0.3, 0.1],
+            },
         },
         n=3000,
     )
@@ -108,7 +114,9 @@ def test_sampled_values_follow_their_distributions():
 
 
 def test_nested_parameters_flatten_to_dotted_names():
-    s = space({"optimizer": {"parameters": {"lr": {"min": 0.1, "max": 1.0}, "inner": {"parameters": {"m": {"value": 1}}}}}})
+    s = space(
+        {"optimizer": {"parameters": {"lr": {"min": 0.1, "max": 1.0}, "inner": {"parameters": {"m": {"value": 1}}}}}}
+    )
     assert s.names == ["optimizer.lr", "optimizer.inner.m"]
 
 
@@ -141,7 +149,11 @@ def test_conditions_chain_and_absent_parameters_are_not_sampled():
         ({"a": {"distribution": "beta", "a": -1}}, "parameters.a.a", "must be > 0"),
         ({"a": {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0}}, "parameters.a.q", "must be > 0"),
         ({"a": {"distribution": "q_uniform", "min": 0.1, "max": 0.2, "q": 1}}, "parameters.a.q", "no multiple"),
-        ({"a": {"distribution": "normal", "min": 0}}, "parameters.a.min", "not used by distribution normal; it takes mu, sigma"),
+        (
+            {"a": {"distribution": "normal", "min": 0}},
+            "parameters.a.min",
+            "not used by distribution normal; it takes mu, sigma",
+        ),
         ({"a": {"distribution": "q_log_uniform_values", "min": 0, "max": 2}}, "parameters.a.min", "> 0 on a log scale"),
         ({"a": {"values": [1, 2], "probabilities": [0.5]}}, "parameters.a.probabilities", "one probability per value"),
         ({"a": {"values": [1, 2], "probabilities": [0.5, 0.6]}}, "parameters.a.probabilities", "sum to 1"),
@@ -165,7 +177,10 @@ def test_grid_needs_finite_unconditional_parameters():
 
 def test_choices_enumerates_small_discrete_spaces_only():
     assert space({"a": {"values": ["x", "y"]}, "b": {"min": 1, "max": 2}}).choices() == [
-        {"a": "x", "b": 1}, {"a": "x", "b": 2}, {"a": "y", "b": 1}, {"a": "y", "b": 2},
+        {"a": "x", "b": 1},
+        {"a": "x", "b": 2},
+        {"a": "y", "b": 1},
+        {"a": "y", "b": 2},
     ]
     assert space({"a": {"values": [1]}, "b": {"min": 0.0, "max": 1.0}}).choices() is None
     assert space({"a": {"min": 0, "max": 200}, "b": {"min": 0, "max": 200}}).choices() is None

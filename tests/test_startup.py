@@ -17,4 +17,7 @@ def test_start_or_exit_refuses_a_claimed_sqlite_file(tmp_path, write_config):
     start_or_exit(path)
     with pytest.raises(SystemExit) as caught:
         start_or_exit(path)
-    assert caught.value.code.startswith("sweeps: storage: sqlite:///") and "in use by another Sweeps app" in caught.value.code
+    assert (
+        caught.value.code.startswith("sweeps: storage: sqlite:///")
+        and "in use by another Sweeps app" in caught.value.code
+    )

@@ -8,7 +8,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import kill_group, report_config, start_ui_app
+from tests.conftest import report_config
+from tests.harness import kill_group, start_ui_app
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,9 @@ def finished(config, app_log) -> int:
 
 def test_serialized_state_after_40_trials_is_no_larger_than_after_10(tmp_path, write_config):
     config = report_config(
-        tmp_path, method="random", run_cap=40,
+        tmp_path,
+        method="random",
+        run_cap=40,
         parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 0.05}},
     )
     proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=tmp_path / "app.log", SWEEPS_AUTOSTART="1")

@@ -15,9 +15,11 @@ def test_an_sqlite_file_is_claimed_by_one_app_at_a_time(tmp_path):
     assert "SQLite takes one writer" in message and "\n" not in message
 
 
-def test_other_storages_are_not_claimed(tmp_path):
-    claim("postgresql://user@localhost/sweeps")
-    claim("postgresql://user@localhost/sweeps")
+def test_a_postgresql_storage_is_not_claimed_workers_share_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):  # two workers of one sweep in one process: neither is refused
+        claim("postgresql://user@localhost/sweeps")
+    assert list(tmp_path.iterdir()) == [], "no lock file"
 
 
 def test_an_unreachable_postgresql_server_is_one_line_without_the_password():

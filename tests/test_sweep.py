@@ -3,8 +3,11 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.config import parse_config
-from sweeps.sweep import PRUNED_AT_ATTR, REASON_ATTR, Sweep, trial_params
-from sweeps.trial import COMPLETE, FAIL, PRUNED, TrialResult
+from sweeps.control import Request
+from sweeps.record import PRUNED_AT_ATTR, REASON_ATTR
+from sweeps.record import params as trial_params
+from sweeps.result import COMPLETE, PRUNED, TrialResult
+from sweeps.sweep import Sweep
 from tests.conftest import SCRIPTS, report_config
 
 
@@ -27,16 +30,16 @@ def test_tell_stores_values_and_reasons_in_the_storage(tmp_path):
     assert REASON_ATTR not in stored[1].user_attrs
 
 
-def test_budget_counts_finished_trials_and_trials_in_flight(tmp_path):
+def test_run_cap_counts_finished_trials_and_trials_in_flight(tmp_path):
     sweep = Sweep.open(make_config(tmp_path, method="random", run_cap=2, max_failures=10))
-    assert sweep.wants_more(running=1)
-    assert not sweep.wants_more(running=2)
-    for _ in range(2):
-        sweep.tell(TrialResult.failed(sweep.ask().number, "boom"))  # failures do not count
-    assert sweep.finished == 0 and not sweep.done
+    first, second = sweep.ask(), sweep.ask()
+    assert not sweep.wants_more() and sweep.ask() is None, "two running trials take run_cap"
+    for request in (first, second):
+        sweep.tell(TrialResult.failed(request.number, "boom"))  # failures do not count
+    assert sweep.finished == 0 and not sweep.done and sweep.wants_more()
     for _ in range(2):
         sweep.tell(TrialResult(sweep.ask().number, COMPLETE, value=1.0))
-    assert sweep.done and not sweep.wants_more(running=0)
+    assert sweep.done and not sweep.wants_more()
 
 
 def test_max_failures_ends_the_sweep(tmp_path):
@@ -55,10 +58,19 @@ def test_best_follows_the_goal(tmp_path, goal, values, best):
     assert sweep.best.value == best
 
 
-@pytest.mark.parametrize("goal, values, reached", [("minimize", [1.0, 0.5], [False, True]), ("maximize", [0.5, 0.9], [False, True])])
+@pytest.mark.parametrize(
+    "goal, values, reached", [("minimize", [1.0, 0.5], [False, True]), ("maximize", [0.5, 0.9], [False, True])]
+)
 def test_target_ends_the_sweep_once_reached(tmp_path, goal, values, reached):
-    sweep = Sweep.open(make_config(tmp_path, method="random", run_cap=10, metric={"name": "m", "goal": goal, "target": 0.6 if goal == "minimize" else 0.9}))
-    for value, expected in zip(values, reached):
+    sweep = Sweep.open(
+        make_config(
+            tmp_path,
+            method="random",
+            run_cap=10,
+            metric={"name": "m", "goal": goal, "target": 0.6 if goal == "minimize" else 0.9},
+        )
+    )
+    for value, expected in zip(values, reached, strict=True):
         sweep.tell(TrialResult(sweep.ask().number, COMPLETE, value=value))
         assert sweep.done is expected
 
@@ -70,13 +82,15 @@ def test_reopening_the_storage_picks_up_the_counts(tmp_path):
     sweep.tell(TrialResult.failed(sweep.ask().number, "boom"))
 
     again = Sweep.open(config)
-    assert (again.finished, again.counts[FAIL], again.best.value) == (1, 1, 2.0)
+    assert (again.finished, again.tally.count(TrialState.FAIL), again.best.value) == (1, 1, 2.0)
     assert again.ask().number == 2
 
 
 def test_same_seed_gives_same_parameters(tmp_path):
     def params(db):
-        sweep = Sweep.open(make_config(tmp_path, method="random", run_cap=5, seed=7, storage=f"sqlite:///{tmp_path / db}"))
+        sweep = Sweep.open(
+            make_config(tmp_path, method="random", run_cap=5, seed=7, storage=f"sqlite:///{tmp_path / db}")
+        )
         return [sweep.ask().params for _ in range(5)]
 
     assert params("a.db") == params("b.db")
@@ -84,7 +98,9 @@ def test_same_seed_gives_same_parameters(tmp_path):
 
 def test_quantile_parameters_are_recorded_as_the_values_the_script_gets(tmp_path):
     config = make_config(
-        tmp_path, method="random", run_cap=3,
+        tmp_path,
+        method="random",
+        run_cap=3,
         parameters={"lr": {"distribution": "normal", "mu": 1, "sigma": 0.1}, "k": {"values": [1, 2]}},
     )
     sweep = Sweep.open(config)
@@ -100,7 +116,10 @@ def test_quantile_parameters_are_recorded_as_the_values_the_script_gets(tmp_path
 @pytest.mark.parametrize("method", ["bayes", "random", "cmaes", "qmc", "nsga2"])
 def test_parallel_trials_on_a_small_discrete_space_are_distinct(tmp_path, method):
     config = make_config(
-        tmp_path, method=method, run_cap=6, seed=1,
+        tmp_path,
+        method=method,
+        run_cap=6,
+        seed=1,
         parameters={"a": {"values": ["x", "y"]}, "b": {"values": [1, 2, 3]}},
     )
     sweep = Sweep.open(config)
@@ -114,7 +133,11 @@ def test_parallel_trials_on_a_small_discrete_space_are_distinct(tmp_path, method
 
 def test_failed_trials_are_retried_with_the_same_parameters_up_to_max_retries(tmp_path):
     config = make_config(
-        tmp_path, method="random", run_cap=5, max_retries=2, max_failures=10,
+        tmp_path,
+        method="random",
+        run_cap=5,
+        max_retries=2,
+        max_failures=10,
         parameters={"lr": {"distribution": "normal"}, "k": {"min": 0, "max": 100}},
     )
     sweep = Sweep.open(config)
@@ -130,7 +153,10 @@ def test_failed_trials_are_retried_with_the_same_parameters_up_to_max_retries(tm
     assert fresh.params != first.params, "two retries, then no more"
     stored = sweep.study.get_trials()
     assert [(t.user_attrs.get("retry_of"), t.user_attrs.get("attempt")) for t in stored] == [
-        (None, None), (0, 1), (1, 2), (None, None)
+        (None, None),
+        (0, 1),
+        (1, 2),
+        (None, None),
     ]
 
 
@@ -145,7 +171,7 @@ def test_reopening_after_a_crash_fails_the_running_trials_and_tries_them_again(t
     stored = resumed.study.get_trials()
     assert stored[lost.number].state == TrialState.FAIL
     assert stored[lost.number].user_attrs[REASON_ATTR] == "interrupted"
-    assert (resumed.finished, resumed.failures) == (1, 0), "an interruption is not the trial's failure"
+    assert (resumed.finished, resumed.tally.failures) == (1, 0), "an interruption is not the trial's failure"
     again = resumed.ask()
     assert again.params == lost.params and again.number == 2
     assert resumed.study.get_trials()[2].user_attrs == {"retry_of": lost.number, "attempt": 0, "params": again.params}
@@ -158,8 +184,8 @@ def test_reopening_after_a_crash_fails_the_running_trials_and_tries_them_again(t
 def test_stop_lets_running_trials_be_told_and_asks_for_no_more(tmp_path):
     sweep = Sweep.open(make_config(tmp_path, method="random", run_cap=10))
     running = [sweep.ask(), sweep.ask()]
-    sweep.stop()
-    assert sweep.done and not sweep.wants_more(running=0)
+    sweep.request(Request.STOP)
+    assert sweep.done and not sweep.wants_more()
     for request in running:
         sweep.tell(TrialResult(request.number, COMPLETE, value=1.0))
     assert sweep.finished == 2
@@ -184,9 +210,7 @@ def test_tell_keeps_the_results_user_attributes(tmp_path):
 
 
 def test_values_reported_while_a_pruned_trial_stops_do_not_move_the_step_it_was_pruned_at(tmp_path):
-    config = make_config(
-        tmp_path, method="random", run_cap=2, early_terminate={"type": "threshold", "upper": 1.0}
-    )
+    config = make_config(tmp_path, method="random", run_cap=2, early_terminate={"type": "threshold", "upper": 1.0})
     sweep = Sweep.open(config)
     number = sweep.ask().number
     assert not sweep.report(number, [(0, 0.5)])

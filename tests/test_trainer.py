@@ -7,17 +7,18 @@ import sys
 import pytest
 
 from sweeps.metrics import MetricReader
-from sweeps.process import ProcessEnd
+from sweeps.record import CHECKPOINT_ATTR
+from sweeps.result import COMPLETE, PRUNED, judge
+from sweeps.supervise import ProcessEnd
 from sweeps.trainer import (
     FINAL,
     MIN_GRACE_SECONDS,
     checkpoint_line,
     lightning_imports,
-    stop_grace,
+    prune_grace,
     trainer_packages,
     validation_line,
 )
-from sweeps.trial import CHECKPOINT_ATTR, COMPLETE, PRUNED, judge
 
 
 @pytest.mark.parametrize(
@@ -60,10 +61,10 @@ def test_a_package_that_is_not_installed_is_not_traced(tmp_path, monkeypatch):
     assert trainer_packages(str(script)) == []
 
 
-def test_stop_grace_is_twice_the_longest_validation_interval_and_at_least_the_minimum():
-    assert stop_grace([], started=0.0) == MIN_GRACE_SECONDS
-    assert stop_grace([1.0, 2.0], started=0.0) == MIN_GRACE_SECONDS
-    assert stop_grace([4.0, 10.0, 11.0], started=0.0) == 12.0
+def test_prune_grace_is_twice_the_longest_validation_interval_and_at_least_the_minimum():
+    assert prune_grace([], started=0.0) == MIN_GRACE_SECONDS
+    assert prune_grace([1.0, 2.0], started=0.0) == MIN_GRACE_SECONDS
+    assert prune_grace([4.0, 10.0, 11.0], started=0.0) == 12.0
 
 
 def read(*lines: str, metric: str = "val_loss") -> MetricReader:
@@ -92,12 +93,17 @@ def test_a_script_that_prints_nothing_is_read_from_its_trainer():
 
 def test_the_scripts_own_lines_win_over_the_trainers():
     printing_each_epoch = read(
-        "[sweeps] traced", "epoch=0 val_loss=7", validation_line("val_loss", 0.9, "epoch", 0),
-        "epoch=1 val_loss=6", validation_line("val_loss", 0.5, "epoch", 1),
+        "[sweeps] traced",
+        "epoch=0 val_loss=7",
+        validation_line("val_loss", 0.9, "epoch", 0),
+        "epoch=1 val_loss=6",
+        validation_line("val_loss", 0.5, "epoch", 1),
     )
     assert printing_each_epoch.values == [(0, 7.0), (1, 6.0)], "no value reported twice"
     printing_at_the_end = read(
-        "[sweeps] traced", validation_line("val_loss", 0.9, "epoch", 0), validation_line("val_loss", 0.5, "epoch", 1),
+        "[sweeps] traced",
+        validation_line("val_loss", 0.9, "epoch", 0),
+        validation_line("val_loss", 0.5, "epoch", 1),
         "val_loss=0.4",
     )
     assert printing_at_the_end.values == [(0, 0.9), (1, 0.5), (2, 0.4)]
@@ -119,11 +125,11 @@ def test_a_validation_without_the_metric_counts_for_the_grace_but_reports_nothin
 
 
 def test_only_a_traced_trial_gets_a_grace_period():
-    assert read("val_loss=1").stop_grace() == 0.0
-    assert read("[sweeps] traced").stop_grace() == MIN_GRACE_SECONDS
+    assert read("val_loss=1").prune_grace() == 0.0
+    assert read("[sweeps] traced").prune_grace() == MIN_GRACE_SECONDS
 
 
 def test_a_pruned_trial_keeps_its_checkpoint():
     reader = read(validation_line("val_loss", 0.9, "epoch", 0), checkpoint_line("/c.ckpt"))
-    result = judge(0, reader, ProcessEnd(stopped=True))
+    result = judge(0, reader, ProcessEnd(pruned=True))
     assert (result.state, result.value, result.user_attrs) == (PRUNED, 0.9, {CHECKPOINT_ATTR: "/c.ckpt"})

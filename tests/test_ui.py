@@ -13,14 +13,11 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.storage import open_storage
-from tests.conftest import ARTIFACTS, kill_group, report_config, start_ui_app, start_worker
+from tests.conftest import ARTIFACTS, report_config
+from tests.harness import CHROMIUM, CHROMIUM_ARGS, kill_group, start_ui_app, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
@@ -43,7 +40,10 @@ def test_run_to_the_end_then_read_best_trial_failure_reason_and_download_the_csv
     # x = 0 makes report.py raise (mode by_x); 8..11 complete with loss = x. Random proposals on this
     # small space never repeat a configuration, so all five run: four finish, one fails.
     config = report_config(
-        tmp_path, method="random", seed=1, run_cap=4,
+        tmp_path,
+        method="random",
+        seed=1,
+        run_cap=4,
         parameters={"x": {"values": [0, 8, 9, 10, 11]}, "mode": {"value": "by_x"}},
     )
     proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
@@ -63,7 +63,9 @@ def test_run_to_the_end_then_read_best_trial_failure_reason_and_download_the_csv
         time.sleep(1)  # let the plot draw its lines before the screenshot
         page.screenshot(path=out / "after-run.png", full_page=True)
 
-        assert sweep_page.get_by_role("button", name="Stop", exact=True).is_disabled(), "kept in place, but nothing to stop"
+        assert sweep_page.get_by_role("button", name="Stop", exact=True).is_disabled(), (
+            "kept in place, but nothing to stop"
+        )
         best = sweep_page.get_by_text("Best: trial").inner_text()
         failure = sweep_page.locator("p", has_text="ValueError: bad x 0.0").first.inner_text()  # with its trial
         with page.expect_download(timeout=30_000) as download:
@@ -124,13 +126,21 @@ def test_stop_starts_no_new_trial_and_lets_running_ones_finish(tmp_path, write_c
     assert all(t.datetime_start.timestamp() < clicked + 1.0 for t in trials), "no trial started after Stop"
 
 
-def test_the_page_watches_a_shared_sweep_and_its_stop_stops_every_worker(tmp_path, write_config, browser, shared_storage):
+def test_the_page_watches_a_shared_sweep_and_its_stop_stops_every_worker(
+    tmp_path, write_config, browser, shared_storage
+):
     out = ARTIFACTS / "ui-shared"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     storage, name = shared_storage
     config = report_config(
-        tmp_path, name=name, storage=storage, method="random", run_cap=60, parallel=1, heartbeat_interval=1,
+        tmp_path,
+        name=name,
+        storage=storage,
+        method="random",
+        run_cap=60,
+        parallel=1,
+        heartbeat_interval=1,
         parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 1.0}},
     )
     path = write_config(config)
@@ -207,7 +217,10 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     config = report_config(
-        tmp_path, method="random", run_cap=16, autostart=True,
+        tmp_path,
+        method="random",
+        run_cap=16,
+        autostart=True,
         parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 0.8}},
     )
     proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
@@ -228,7 +241,9 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
         page.mouse.up()
         assert brush_selection_heights(hiplot), "the brush is drawn"
 
-        paused = sweep_page.get_by_text(re.compile(r"Live updates paused while axes are brushed: the plot shows \d+ of \d+"))
+        paused = sweep_page.get_by_text(
+            re.compile(r"Live updates paused while axes are brushed: the plot shows \d+ of \d+")
+        )
         paused.wait_for(timeout=30_000)  # trials ended since: the page has new data it does not draw
         sweep_page.get_by_text("16 of 16 trials finished · finished").wait_for(timeout=60_000)
         time.sleep(1.5)  # page reruns after the end

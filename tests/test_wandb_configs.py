@@ -8,9 +8,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps.sweep import trial_params
-from sweeps.trial import script_args
-from tests.conftest import SCRIPTS, report_config, run_headless
+from sweeps.command import script_args
+from sweeps.record import params as trial_params
+from tests.conftest import SCRIPTS, report_config
+from tests.harness import run_headless
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,12 @@ EVERY_DISTRIBUTION = {
     "q_log_normal": {"distribution": "q_log_normal", "mu": 3, "sigma": 0.5, "q": 2},
     "beta": {"distribution": "beta", "a": 2, "b": 3},
     "q_beta": {"distribution": "q_beta", "a": 2, "b": 2, "q": 0.1},
-    "optimizer": {"parameters": {"name": {"values": ["sgd", "adam"]}, "momentum": {"min": 0.5, "max": 0.99, "if": {"optimizer.name": "sgd"}}}},
+    "optimizer": {
+        "parameters": {
+            "name": {"values": ["sgd", "adam"]},
+            "momentum": {"min": 0.5, "max": 0.99, "if": {"optimizer.name": "sgd"}},
+        }
+    },
     "nesterov": {"values": [True, False], "if": {"optimizer.name": ["sgd"]}},
 }
 
@@ -69,7 +75,11 @@ def received(tmp_path, number):
 
 def test_every_distribution_nested_and_conditional_parameters_reach_the_script(tmp_path, write_config):
     config = report_config(
-        tmp_path, program=str(SCRIPTS / "record_args.py"), method="random", seed=5, run_cap=24,
+        tmp_path,
+        program=str(SCRIPTS / "record_args.py"),
+        method="random",
+        seed=5,
+        run_cap=24,
         parameters=EVERY_DISTRIBUTION,
     )
     done = run_headless(write_config(config), cwd=tmp_path)
@@ -94,7 +104,8 @@ def test_every_distribution_nested_and_conditional_parameters_reach_the_script(t
 
 def test_grid_runs_every_combination_once(tmp_path, write_config):
     config = report_config(
-        tmp_path, program=str(SCRIPTS / "record_args.py"),
+        tmp_path,
+        program=str(SCRIPTS / "record_args.py"),
         parameters={"a": {"values": ["x", "y"]}, "b": {"distribution": "q_uniform", "min": 1, "max": 3}},
     )
     done = run_headless(write_config(config), cwd=tmp_path)
@@ -107,7 +118,10 @@ def test_grid_runs_every_combination_once(tmp_path, write_config):
 
 def test_metric_target_finishes_the_sweep_early(tmp_path, write_config):
     config = report_config(
-        tmp_path, program=str(SCRIPTS / "record_args.py"), method="grid", parallel=1,
+        tmp_path,
+        program=str(SCRIPTS / "record_args.py"),
+        method="grid",
+        parallel=1,
         metric={"name": "loss", "goal": "minimize", "target": 2},
         parameters={"loss": {"values": [5, 4, 3, 2, 1, 0]}},
     )

@@ -50,8 +50,12 @@ torch.manual_seed(0)
 x = torch.randn(64, 4)
 data = TensorDataset(x, x.sum(dim=1, keepdim=True))
 trainer = pl.Trainer(
-    max_epochs=args.max_epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
-    enable_model_summary=False, callbacks=ModelCheckpoint(monitor="val_loss"),
+    max_epochs=args.max_epochs,
+    accelerator="cpu",
+    logger=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    callbacks=ModelCheckpoint(monitor="val_loss"),
 )
 model = Tiny()
 trainer.fit(model, DataLoader(data, batch_size=16), DataLoader(data, batch_size=64))

@@ -2,9 +2,10 @@ import signal
 
 import pytest
 
+from sweeps.command import script_args
 from sweeps.metrics import MetricReader
-from sweeps.process import ProcessEnd
-from sweeps.trial import COMPLETE, FAIL, PRUNED, TrialResult, judge, script_args
+from sweeps.result import COMPLETE, FAIL, PRUNED, TrialResult, judge
+from sweeps.supervise import ProcessEnd
 
 OK = ProcessEnd()
 
@@ -55,14 +56,15 @@ def test_failures_keep_reason_and_last_output(end, reason):
     assert result.reason == f"{reason}\n--- last output ---\nepoch=1 loss=3\nlast words"
 
 
-def test_a_stopped_trial_is_pruned_with_its_last_value():
-    assert judge(2, reader_with("loss=3\nloss=2\n"), ProcessEnd(exit_code=None, signal=9, stopped=True)) == TrialResult(
+def test_a_pruned_trial_keeps_its_last_value():
+    assert judge(2, reader_with("loss=3\nloss=2\n"), ProcessEnd(exit_code=None, signal=9, pruned=True)) == TrialResult(
         2, PRUNED, value=2.0
     )
 
 
 @pytest.mark.parametrize(
-    "output, reason", [("", "no metric loss reported"), ("loss=nan\n", "metric is NaN"), ("loss=-inf\n", "metric is inf")]
+    "output, reason",
+    [("", "no metric loss reported"), ("loss=nan\n", "metric is NaN"), ("loss=-inf\n", "metric is inf")],
 )
 def test_unusable_metrics_fail(output, reason):
     assert judge(1, reader_with(output), OK) == TrialResult(1, FAIL, reason=reason)

@@ -1,14 +1,16 @@
 import ast
 
 from sweeps.config import parse_config
-from sweeps.report import progress_line, summary
+from sweeps.console import progress_line, summary
+from sweeps.result import COMPLETE, TrialResult
 from sweeps.sweep import Sweep
-from sweeps.trial import COMPLETE, TrialResult
 from tests.conftest import SCRIPTS, report_config
 
 
 def test_progress_lines_and_summary(tmp_path):
-    sweep = Sweep.open(parse_config(report_config(tmp_path, parameters={"x": {"values": [0.0, 2.0]}}), base_dir=SCRIPTS))
+    sweep = Sweep.open(
+        parse_config(report_config(tmp_path, parameters={"x": {"values": [0.0, 2.0]}}), base_dir=SCRIPTS)
+    )
     first = sweep.tell(TrialResult(sweep.ask().number, COMPLETE, value=0.0))
     line = progress_line(sweep, first)
     assert line.startswith("[1/2] trial 0 COMPLETE loss=0 | x=")

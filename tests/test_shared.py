@@ -1,4 +1,4 @@
-"""Several workers on one sweep in PostgreSQL: the budget, lost workers, Run/Stop for all."""
+"""Several workers on one sweep in PostgreSQL: exactly run_cap, lost workers, Run/Stop for all."""
 
 import os
 import re
@@ -11,11 +11,15 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.config import parse_config
+from sweeps.control import Request
 from sweeps.errors import ConfigError
-from sweeps.sweep import ATTEMPT_ATTR, REASON_ATTR, RETRY_OF_ATTR, WORKER_LOST, Sweep, trial_params
+from sweeps.record import ATTEMPT_ATTR, REASON_ATTR, RETRY_OF_ATTR, WORKER_LOST
+from sweeps.record import params as trial_params
+from sweeps.result import COMPLETE, TrialResult
 from sweeps.storage import open_storage
-from sweeps.trial import COMPLETE, TrialResult
-from tests.conftest import SCRIPTS, kill_group, report_config, start_worker
+from sweeps.sweep import Sweep
+from tests.conftest import SCRIPTS, report_config
+from tests.harness import kill_group, start_worker
 
 
 def shared_config(tmp_path, shared_storage, **overrides):
@@ -37,7 +41,7 @@ def test_workers_racing_for_the_last_places_finish_exactly_run_cap_trials(tmp_pa
     def work(index: int) -> None:
         sweep, running = workers[index], []
         while not (sweep.done and not running):
-            while len(running) < 2 and sweep.wants_more(len(running)):
+            while len(running) < 2 and sweep.wants_more():
                 request = sweep.ask()
                 if request is None:
                     break
@@ -67,14 +71,14 @@ def test_a_trial_whose_worker_stopped_beating_is_failed_as_lost_and_retried(tmp_
     lost = dying.ask()
     dying._heartbeats.stop(lost.number)  # its process dies: no more heartbeats, no tell
     survivor.sync()
-    assert survivor.counts["RUNNING"] == 1  # still within its grace period
+    assert survivor.tally.running == 1  # still within its grace period
 
     time.sleep(3.2)
     survivor.sync()
     trials = stored_trials(config)
     assert trials[lost.number].state == TrialState.FAIL
     assert trials[lost.number].user_attrs[REASON_ATTR] == WORKER_LOST
-    assert survivor.failures == 0  # not the trial's fault: max_failures is not used up
+    assert survivor.tally.failures == 0  # not the trial's fault: max_failures is not used up
     retry = survivor.ask()
     assert retry.params == lost.params
     retried = stored_trials(config)[retry.number]
@@ -93,7 +97,7 @@ def test_a_running_worker_keeps_its_trials_alive(tmp_path, shared_storage):
     request = busy.ask()
     time.sleep(3.2)  # longer than the grace period: only the heartbeat thread keeps it alive
     other.sync()
-    assert other.counts["RUNNING"] == 1
+    assert other.tally.running == 1
     assert stored_trials(config)[request.number].state == TrialState.RUNNING
     busy.tell(TrialResult(request.number, COMPLETE, value=0.1))
 
@@ -101,11 +105,11 @@ def test_a_running_worker_keeps_its_trials_alive(tmp_path, shared_storage):
 def test_stop_and_run_reach_every_worker(tmp_path, shared_storage):
     config = shared_config(tmp_path, shared_storage)
     one, two = Sweep.open(config), Sweep.open(config)
-    one.stop()
+    one.request(Request.STOP)
     two.sync()
     assert two.stopped and two.done and two.ask() is None
     assert Sweep.open(config).stopped  # a worker joining a stopped sweep sees it stopped
-    two.resume()  # a worker started (or Run clicked) after the Stop runs the sweep again
+    two.request(Request.RUN)  # a worker started (or Run clicked) after the Stop runs the sweep again
     assert two.ask() is not None
     assert not Sweep.open(config).stopped
     one.sync()
@@ -120,7 +124,7 @@ def test_counts_include_every_workers_trials(tmp_path, shared_storage):
         one.tell(TrialResult(request.number, COMPLETE, value=request.params["x"]))
     last = one.ask()
     two.sync()
-    assert two.finished == 2 and two.counts["RUNNING"] == 1 and two.best is not None
+    assert two.finished == 2 and two.tally.running == 1 and two.best is not None
     assert two.ask() is None  # the third place is taken by a running trial
     one.tell(TrialResult(last.number, COMPLETE, value=last.params["x"]))
     two.sync()
@@ -142,9 +146,17 @@ def trials_run_by(log_text: str) -> set[int]:
 
 def run_workers(tmp_path, write_config, shared_storage, kill_one: bool):
     url, name = shared_storage
-    config = report_config(tmp_path, name=name, storage=url, method="random", run_cap=30, parallel=2,
-                           heartbeat_interval=1, grace_period=3,
-                           parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 1.0}})
+    config = report_config(
+        tmp_path,
+        name=name,
+        storage=url,
+        method="random",
+        run_cap=30,
+        parallel=2,
+        heartbeat_interval=1,
+        grace_period=3,
+        parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 1.0}},
+    )
     path = write_config(config)
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     workers = []

@@ -1,8 +1,7 @@
-"""One trial: the arguments its script receives, and how its run becomes a result.
+"""How one trial's run becomes its result: COMPLETE, PRUNED, or FAIL with a reason a user can act on.
 
-A trial ends COMPLETE (a finite metric was reported), or FAIL with a reason a user can act on.
-The reason travels with the result into the Optuna storage, so that a failed trial explains
-itself wherever it is looked at.
+The reason travels with the result into the Optuna storage, so that a failed trial explains itself
+wherever it is looked at.
 """
 
 from __future__ import annotations
@@ -12,28 +11,21 @@ import signal
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from optuna.trial import TrialState
+
 from sweeps.metrics import MetricReader
-from sweeps.process import ProcessEnd
+from sweeps.record import CHECKPOINT_ATTR
+from sweeps.supervise import ProcessEnd
 
-COMPLETE = "COMPLETE"
-FAIL = "FAIL"
-PRUNED = "PRUNED"
-
-#: Where a trial keeps the path of its Trainer's best checkpoint (a traced Lightning script's).
-CHECKPOINT_ATTR = "checkpoint"
-
-
-def script_args(params: dict[str, Any]) -> list[str]:
-    """W&B's ``${args}``: ``--name=value``, each value as recorded (``str`` of a float is its ``repr``)."""
-    return [f"--{name}={value}" for name, value in params.items()]
+COMPLETE, PRUNED, FAIL = TrialState.COMPLETE.name, TrialState.PRUNED.name, TrialState.FAIL.name
 
 
 @dataclass
 class TrialResult:
-    """What a finished trial reports back; plain data, so it can cross process boundaries."""
+    """What an ended trial reports back; plain data, so it can cross process boundaries."""
 
     number: int
-    state: str
+    state: str  # COMPLETE, PRUNED or FAIL
     value: float | None = None
     reason: str | None = None
     duration: float = 0.0
@@ -50,8 +42,15 @@ class TrialResult:
     def failed(cls, number: int, reason: str, duration: float = 0.0) -> TrialResult:
         return cls(number, FAIL, reason=reason, duration=duration)
 
+    @property
+    def finished(self) -> bool:
+        """Whether it counts towards ``run_cap``: COMPLETE or PRUNED."""
+        return self.state in (COMPLETE, PRUNED)
 
-def judge(number: int, reader: MetricReader, end: ProcessEnd, duration: float = 0.0, timeout: float | None = None) -> TrialResult:
+
+def judge(
+    number: int, reader: MetricReader, end: ProcessEnd, duration: float = 0.0, timeout: float | None = None
+) -> TrialResult:
     """Decide how a trial ended, from how its process ended and what it printed.
 
     The metric is taken from the printed ``name=value`` lines first, then from a global variable
@@ -61,7 +60,7 @@ def judge(number: int, reader: MetricReader, end: ProcessEnd, duration: float = 
     if end.timed_out:
         return TrialResult.failed(number, _with_tail(f"timeout after {timeout:g} s", reader), duration)
     attrs = {CHECKPOINT_ATTR: reader.checkpoint} if reader.checkpoint else {}
-    if end.stopped:
+    if end.pruned:
         return TrialResult(number, PRUNED, value=reader.final, duration=duration, user_attrs=attrs)
     if end.error is not None:
         return TrialResult.failed(number, _with_tail(end.error, reader), duration)

@@ -1,0 +1,85 @@
+"""Fixes to how lightning-app 2.3.2 serves a Streamlit page, and to the page's own process.
+
+``IN_APP`` is applied in the app's processes (where Lightning starts the page's server),
+``IN_PAGE`` in the page's process (Streamlit's, where ``render_fn`` runs).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from lightning_app.core import constants
+from lightning_app.frontend import StreamlitFrontend
+from lightning_app.utilities.state import AppState
+
+from components.fixes import Fix
+
+LIGHTNING_APP = "lightning-app", "2.3.2"
+
+ORIGINAL = {"start_server": StreamlitFrontend.start_server, "request_state": AppState._request_state}
+
+
+def _start_server(self: StreamlitFrontend, host: str, port: int) -> None:
+    """Lightning's ``start_server``, with ``LIGHTNING_APP_STATE_URL`` naming the app's actual port.
+
+    The page reads the app's state from port 7501 unless that variable says otherwise, and
+    Lightning restores the environment after loading the app file (setting it there is undone),
+    so it is set only around the start of the Streamlit process.
+    """
+    if constants.APP_SERVER_PORT == 7501 or "LIGHTNING_APP_STATE_URL" in os.environ:
+        ORIGINAL["start_server"](self, host, port)
+        return
+    os.environ["LIGHTNING_APP_STATE_URL"] = f"http://127.0.0.1:{constants.APP_SERVER_PORT}"
+    try:
+        ORIGINAL["start_server"](self, host, port)
+    finally:
+        del os.environ["LIGHTNING_APP_STATE_URL"]
+
+
+def _page_follows_the_port() -> None:
+    StreamlitFrontend.start_server = _start_server
+
+
+def _request_state(self: Any) -> None:
+    """``AppState._request_state`` without its 0.5 s sleep before every fetch.
+
+    Lightning sleeps before each request in case the app's state is still empty at start-up; the
+    page fetches the state on every run and every poll. Here it sleeps only while the state is
+    indeed still empty.
+    """
+    from lightning_app.utilities.state import headers_for
+    from requests.exceptions import ConnectionError
+
+    if self._state is not None:
+        return
+    headers = headers_for(self._plugin.get_context()) if self._plugin else {}
+    while True:
+        try:
+            response = self._session.get(f"{self._url}/api/v1/state", headers=headers, timeout=1)
+        except ConnectionError as ex:
+            raise AttributeError("Failed to connect and fetch the app state. Is the app running?") from ex
+        self._authorized = response.status_code
+        if self._authorized != 200:
+            return
+        state = response.json()
+        if state != {}:
+            self._store_state(state)
+            return
+        time.sleep(0.5)
+
+
+def _fetch_without_sleep() -> None:
+    AppState._request_state = _request_state
+
+
+IN_APP = (
+    Fix(
+        *LIGHTNING_APP,
+        "a page whose app moved off port 7501 (taken by another program) reads its state from 7501",
+        _page_follows_the_port,
+    ),
+)
+
+IN_PAGE = (Fix(*LIGHTNING_APP, "every fetch of the app's state by the page sleeps 0.5 s first", _fetch_without_sleep),)

@@ -1,0 +1,410 @@
+"""The sweep's page: Run/Stop, status, best trial, failures, the HiPlot plot, trials, history, importance.
+
+Lightning's Streamlit frontend loads this file by path in a process of its own and calls
+:func:`render_fn` on every run of the page. What the page shows is computed by ``sweeps.dashboard``,
+``sweeps.hiplot`` and ``sweeps.export`` from the Optuna storage, which the page reads itself
+(Optuna's cached storage fetches only new and running trials); from the app it reads only the
+small state of ``HiPlotFlow``. Lightning's push of new state to the page is broken on Streamlit
+1.56, so the page polls. Everything here is layout.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# Streamlit loads this file by path in a process of its own: make ``sweeps`` importable there.
+_PROJECT = str(Path(__file__).resolve().parent.parent)
+if _PROJECT not in sys.path:
+    sys.path.insert(0, _PROJECT)
+
+from components import fixes  # noqa: E402
+from components.fixes import hiplot_component, streamlit_page  # noqa: E402
+from sweeps.command import Launch  # noqa: E402
+from sweeps.control import Request, Status  # noqa: E402
+
+#: How often the page asks the app for its state and the storage for new trials.
+POLL_SECONDS = 1.0
+#: The plot, table and charts are rebuilt at most once per this many seconds per 1,000 trials
+#: (and at most once a second): at 10,000 trials, every 5 s while trials end.
+REBUILD_SECONDS_PER_1000 = 0.5
+
+
+def render_fn(state: Any) -> None:
+    """The page's layout; what it shows is computed by ``sweeps.dashboard`` (see ``_Page``)."""
+    import streamlit as st
+    import yaml
+
+    fixes.apply(streamlit_page.IN_PAGE)
+    st.set_page_config(page_title=f"Sweep {state.sweep_name}", layout="wide")
+    page = _Page.of_session(state)
+    page.refresh()
+    page.drawn, page.drawn_at = page.log.version, time.monotonic()  # what the plot, table and charts show
+    title, config = st.columns([3, 2], vertical_alignment="bottom")
+    title.markdown(f"### Sweep `{state.sweep_name}`")
+    title.caption(state.description)
+    with config.expander("Config (read-only)"):
+        st.code(yaml.safe_dump(dict(state.config), sort_keys=False, allow_unicode=True), language="yaml")
+    _live_status(page)
+    _plot(page)
+    trials, history, importance = st.tabs(["Trials", "Optimisation history", "Parameter importance"])
+    with trials:
+        _trials_table(page)
+    with history:
+        _history(page)
+    with importance:
+        _importance(page)
+
+
+class _Page:
+    """One browser session's view of the sweep: its trial log and what was derived from it, by version."""
+
+    def __init__(self, state: Any) -> None:
+        from sweeps.dashboard import Importance, TrialLog
+
+        self.storage: str = state.storage
+        self.study_name: str = state.sweep_name
+        self.metric: str = state.metric
+        self.run_cap: int = state.run_cap
+        self.launch = Launch.from_dict(state.launch)
+        self.log = TrialLog(state.goal)
+        self.importance = Importance()
+        self.drawn = -1  # the log's version the heavy parts were last drawn from
+        self.drawn_at = 0.0
+        self._derived: dict[str, tuple[int, Any]] = {}
+
+    @classmethod
+    def of_session(cls, state: Any) -> _Page:
+        import streamlit as st
+
+        if "sweeps_page" not in st.session_state:
+            st.session_state["sweeps_page"] = cls(state)
+        return st.session_state["sweeps_page"]
+
+    def refresh(self) -> bool:
+        """Read the storage's new and running trials; whether anything changed."""
+        study = _study(self.storage, self.study_name)
+        return study is not None and self.log.update(study.get_trials(deepcopy=False))
+
+    def derived(self, name: str, build: Any) -> Any:
+        """``build(log)``, recomputed only when the log's version moved."""
+        version, value = self._derived.get(name, (-1, None))
+        if version != self.log.version:
+            value = build(self.log)
+            self._derived[name] = (self.log.version, value)
+        return value
+
+    def rebuild_due(self) -> bool:
+        """The log moved since the heavy parts were drawn, and they were not drawn too recently."""
+        wait = max(POLL_SECONDS, REBUILD_SECONDS_PER_1000 * len(self.log.trials) / 1000)
+        return self.log.version != self.drawn and time.monotonic() - self.drawn_at >= wait
+
+
+def _study(storage: str, study_name: str) -> Any | None:
+    import optuna
+    import streamlit as st
+
+    @st.cache_resource(show_spinner=False)
+    def load(storage: str, study_name: str) -> optuna.Study:
+        # One study object per page server: Optuna's cached storage then fetches only new trials.
+        from sweeps.storage import open_storage
+
+        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
+
+    try:
+        return load(storage, study_name)
+    except KeyError:  # the flow has not created the study yet
+        return None
+
+
+def _live_status(page: _Page) -> None:
+    import streamlit as st
+
+    @st.fragment(run_every=POLL_SECONDS)
+    def status() -> None:
+        flow = _fresh_flow_state()
+        if flow is None:
+            st.info("The app is not answering; it may have been stopped.")
+            return
+        _controls(flow)
+        page.refresh()
+        _progress(page, flow)
+        _best(page)
+        _failures(page)
+        # The plot's line is written here, rewritten every poll: a run of the plot's fragment alone
+        # (on a brush drawn or cleared) sometimes never reached the browser (Streamlit 1.56). Always
+        # one line: a line that came and went would move the plot (HiPlot clears its brushes when
+        # its frame is resized, and a click aimed at an axis would land elsewhere).
+        st.caption(_plot_note(page))
+        # Last, once the buttons are drawn: a click is only handled if its button was in the
+        # previous run, and a run cut short by st.rerun would have lost it.
+        if page.rebuild_due():
+            st.rerun(scope="app")  # the plot, table and charts follow
+
+    status()
+
+
+def _controls(flow: Any) -> None:
+    import streamlit as st
+
+    # A click is sent from the button's callback, which Streamlit runs first thing in the next
+    # run: before this fragment's fresh state fetch (Lightning sleeps 0.5 s in it).
+    # Always one button, disabled when it cannot act: a button that came and went would move the
+    # plot under the user's mouse (and a click aimed at it would land elsewhere).
+    if flow.status == Status.WAITING:
+        st.button(
+            "Run",
+            type="primary",
+            disabled=flow.request == Request.RUN,
+            on_click=setattr,
+            args=(flow, "request", Request.RUN.value),
+        )
+    else:
+        st.button(
+            "Stop",
+            help="Start no new trial; the running ones finish",
+            disabled=flow.status != Status.RUNNING or flow.request == Request.STOP,
+            on_click=setattr,
+            args=(flow, "request", Request.STOP.value),
+        )
+
+
+def _progress(page: _Page, flow: Any) -> None:
+    import streamlit as st
+
+    from sweeps.dashboard import STATES, format_duration, progress
+
+    done = progress(page.log, page.run_cap, flow.started_at, flow.ended_at)
+    st.progress(done.fraction, text=f"{done.finished} of {done.run_cap} trials finished · {flow.status}")
+    counts = page.derived("counts", lambda log: log.tally.counts())
+    columns = st.columns(len(STATES) + 2)
+    for column, name in zip(columns, STATES, strict=False):  # the last two columns: times
+        column.metric(name, counts.get(name, 0))
+    columns[-2].metric("Elapsed", format_duration(done.elapsed))
+    columns[-1].metric("Time left", format_duration(done.remaining))
+
+
+def _best(page: _Page) -> None:
+    import streamlit as st
+
+    from sweeps import record
+    from sweeps.console import format_params
+
+    best = page.log.tally.best
+    if best is None:
+        st.caption("Best: no trial has completed yet")
+        return
+    params = record.params(best)
+    st.markdown(f"Best: trial **{best.number}**, {page.metric} = **{best.value:.6g}** · {format_params(params)}")
+    st.code(page.launch.command_line(best.number, params), language="bash", wrap_lines=True)
+
+
+def _failures(page: _Page) -> None:
+    import streamlit as st
+
+    from sweeps.dashboard import failures
+
+    groups = page.derived("failures", failures)
+    if not groups:
+        return
+    total = sum(g.count for g in groups)
+    with st.expander(f"Failures: {total} trial{'s' * (total != 1)} failed", expanded=True):
+        for g in groups:
+            numbers = ", ".join(map(str, g.trials)) + (", …" if g.count > len(g.trials) else "")
+            st.markdown(f"**{g.count}×** `{g.reason}` — trial {numbers}")
+
+
+def _plot(page: _Page) -> None:
+    import streamlit as st
+
+    from sweeps.hiplot import experiment
+
+    def component(log: Any) -> Any:
+        fixes.apply(hiplot_component.FIXES)
+        # One key for the page's life: the same component takes each new experiment, keeping what HiPlot
+        # keeps across reloads (Keep/Exclude filters, colouring, axis order, hidden axes). HiPlot sends
+        # its brushes back, for the plot's line.
+        return experiment(log.trials, page.metric).to_streamlit(key="hiplot", ret="brush_extents")
+
+    @st.fragment  # brushing reruns this, not the whole page
+    def plot() -> None:
+        # While brushed, the component itself holds the trials it shows (``components.fixes.hiplot_component``) and
+        # loads the newest it was sent once the brushes are cleared: it is sent every update.
+        brushed = _brushed()
+        if not brushed:
+            st.session_state.pop("brushed_shows", None)
+        elif "brushed_shows" not in st.session_state and "plot" in st.session_state:
+            st.session_state["brushed_shows"] = st.session_state["plot"][1]
+        if st.session_state.get("live_plot", True) or "plot" not in st.session_state:
+            st.session_state["plot"] = page.derived("plot", component), page.log.tally.ended
+        st.session_state["plot"][0].display()  # (returns the brushes, which _brushed reads from the session)
+
+    plot()
+    _exports(page)
+
+
+def _brushed() -> bool:
+    """Whether an axis of the plot is brushed, as the plot last told the page."""
+    import streamlit as st
+
+    sent = st.session_state.get("hiplot")  # as HiPlot returns it: [brushes]
+    return bool(sent and sent[0])
+
+
+def _plot_note(page: _Page) -> str:
+    """The line about the plot: how to brush, or why it is behind the trials."""
+    import streamlit as st
+
+    ended = page.log.tally.ended
+    if _brushed():
+        shows = st.session_state.get("brushed_shows", ended)
+        if shows != ended:
+            return (
+                f"Live updates paused while axes are brushed: the plot shows {shows} of {ended} ended trials. "
+                "Clear the brushes (click an axis outside them) to update it."
+            )
+    elif not st.session_state.get("live_plot", True) and "plot" in st.session_state:
+        shows = st.session_state["plot"][1]
+        if shows != ended:
+            return f"Live plot is off: the plot shows {shows} of {ended} ended trials."
+    return "Drag along an axis to brush; while brushed, the plot holds still as trials end."
+
+
+def _exports(page: _Page) -> None:
+    import streamlit as st
+
+    from sweeps.export import best_json, trials_csv
+    from sweeps.hiplot import standalone_html
+
+    trials, metric, goal = page.log.trials, page.metric, page.log.goal
+    live, csv, best, html = st.columns([3, 1, 1, 1])
+    live.toggle(
+        "Live plot",
+        value=True,
+        key="live_plot",
+        help="Off: the plot stays as it is while trials end (a brushed plot holds still by itself)",
+    )
+    # Built when clicked (callables), not on every rerun: at 10,000 trials each is a few MB.
+    csv.download_button(
+        "trials.csv",
+        lambda: trials_csv(trials),
+        file_name="trials.csv",
+        mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+        width="stretch",
+    )
+    best.download_button(
+        "best.json",
+        lambda: best_json(trials, metric, goal) or "{}\n",
+        file_name="best.json",
+        mime="application/json",
+        on_click="ignore",
+        icon=":material/download:",
+        width="stretch",
+        disabled=page.log.tally.best is None,
+    )
+    html.download_button(
+        "plot.html",
+        lambda: standalone_html(trials, metric),
+        file_name=f"{page.study_name}-hiplot.html",
+        mime="text/html",
+        on_click="ignore",
+        icon=":material/download:",
+        width="stretch",
+    )
+
+
+def _trials_table(page: _Page) -> None:
+    import streamlit as st
+
+    @st.fragment
+    def table() -> None:
+        from sweeps.dashboard import STATES, trial_rows
+
+        rows = page.derived("rows", lambda log: trial_rows(log, page.metric))
+        shown = st.pills("State", STATES, selection_mode="multi", default=list(STATES), key="states")
+        rows = rows[rows["state"].isin(shown)].sort_values("trial", ascending=False)
+        st.caption(f"{len(rows)} trials · click a column's header to sort")
+        st.dataframe(
+            rows,
+            hide_index=True,
+            height=420,
+            column_config={
+                "trial": st.column_config.NumberColumn(format="%d", width="small"),
+                "failure reason": st.column_config.TextColumn(width="large"),
+            },
+        )
+
+    table()
+
+
+def _history(page: _Page) -> None:
+    import altair as alt
+    import streamlit as st
+
+    from sweeps.dashboard import history
+
+    frame = page.derived("history", lambda log: history(log, page.metric))
+    if frame.empty:
+        st.caption("No trial has completed yet.")
+        return
+    base = alt.Chart(frame).encode(x=alt.X("trial:Q", title="trial", axis=alt.Axis(format="d", tickMinStep=1)))
+    points = base.mark_circle(size=50, opacity=0.7, color="#1f77b4").encode(
+        y=alt.Y(f"{_field(page.metric)}:Q", title=page.metric, scale=alt.Scale(zero=False)),
+        tooltip=["trial", alt.Tooltip(f"{_field(page.metric)}:Q", title=page.metric)],
+    )
+    best = base.mark_line(interpolate="step-after", color="#d62728", strokeWidth=2).encode(y="best so far:Q")
+    st.altair_chart((points + best).properties(height=360), width="stretch")
+    st.caption("Dots: each COMPLETE trial's value; red line: the best so far.")
+
+
+def _importance(page: _Page) -> None:
+    import streamlit as st
+
+    importance = page.importance
+    importance.update(page.log)
+    if not importance.values:
+        st.caption(f"Shown once {importance.MIN_TRIALS} trials have completed (Optuna's get_param_importances).")
+        return
+    import altair as alt
+    import pandas as pd
+
+    frame = pd.DataFrame({"parameter": list(importance.values), "importance": list(importance.values.values())})
+    bars = (
+        alt.Chart(frame)
+        .mark_bar(color="#1f77b4")
+        .encode(
+            x=alt.X("importance:Q", axis=alt.Axis(format=".0%")),
+            y=alt.Y("parameter:N", sort="-x", title=None),
+            tooltip=["parameter", alt.Tooltip("importance:Q", format=".1%")],
+        )
+    )
+    st.altair_chart(bars.properties(height=40 + 32 * len(frame)), width="stretch")
+    st.caption(
+        f"Optuna's importance (get_param_importances) over {min(importance.based_on, importance.SAMPLE)} "
+        f"of {importance.based_on} "
+        f"COMPLETE trials ({importance.seconds:.1f} s); recomputed when their number has grown by a fifth."
+    )
+
+
+def _field(name: str) -> str:
+    """A column name as Altair's field syntax wants it (dots and brackets escaped)."""
+    return name.replace(".", "\\.").replace("[", "\\[").replace("]", "\\]")
+
+
+def _fresh_flow_state() -> Any | None:
+    """This flow's state as it is now: the ``state`` Lightning hands ``render_fn`` is fetched once."""
+    from lightning_app.utilities.app_helpers import StreamLitStatePlugin
+    from lightning_app.utilities.state import AppState
+
+    try:
+        state = AppState(plugin=StreamLitStatePlugin())
+        for name in os.environ["LIGHTNING_FLOW_NAME"].split(".")[1:]:
+            state = getattr(state, name)
+        return state
+    except Exception:  # the app is shutting down or restarting: keep showing what we have
+        return None

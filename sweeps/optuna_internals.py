@@ -1,0 +1,96 @@
+"""Every use of Optuna's private API in Sweeps, in one place, checked against the Optuna it was written for.
+
+Sweeps drives a study with its own loop (several processes, several machines) instead of
+``study.optimize``, and needs a few things Optuna keeps private: the storage under a study, the
+storage ids of trials, heartbeats outside ``optimize``, and failing a trial with its reason written
+first. Importing this module on an Optuna outside :data:`WRITTEN_FOR` raises :class:`ImportError`
+with one line, before any of these can misbehave.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
+from packaging.specifiers import SpecifierSet
+
+from sweeps import record
+
+#: The Optuna releases whose internals this module was checked against (requirements.txt allows the same).
+WRITTEN_FOR = SpecifierSet(">=5.0,<6")
+
+
+def check_version(version: str = optuna.__version__) -> None:
+    if version not in WRITTEN_FOR:
+        raise ImportError(
+            f"Sweeps uses Optuna internals written for optuna{WRITTEN_FOR}; found optuna {version}: "
+            "pip install -r requirements.txt"
+        )
+
+
+check_version()
+
+
+def storage(study: optuna.Study) -> BaseStorage:
+    """The storage under the study (Optuna's cache around the database)."""
+    return study._storage
+
+
+def study_id(study: optuna.Study) -> int:
+    """The study's id in its storage (several studies may share one database)."""
+    return study._study_id
+
+
+def trial_id(trial: FrozenTrial | optuna.Trial) -> int:
+    """The trial's id in the storage, which differs from its number once a storage holds several studies."""
+    return trial._trial_id
+
+
+def create_trial(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()`` for a study known to hold no queued (WAITING) trial.
+
+    ``ask`` first looks for a queued trial: a query, and a pass over every trial of the study,
+    on each ask. A process that writes the storage alone knows when it queued none.
+    """
+    study._thread_local.cached_all_trials = None  # as ask() does: samplers read the trials afresh
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
+
+
+def stored_trial(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+    """The trial as the storage holds it now (from Optuna's cache once it has ended)."""
+    return study._storage.get_trial(trial._trial_id)
+
+
+def as_created(trial: optuna.Trial) -> FrozenTrial:
+    """The trial as the storage held it when ``trial`` was made (RUNNING), without another query."""
+    return trial._cached_frozen_trial
+
+
+def fail_trial(study: optuna.Study, trial_id: int, reason: str) -> FrozenTrial | None:
+    """Fail a running trial that no ``optuna.Trial`` of this process holds, its reason written first
+    (a trial cannot be changed once failed); None if it ended meanwhile (told, or failed by another)."""
+    try:
+        study._storage.set_trial_user_attr(trial_id, record.REASON_ATTR, reason)
+        study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return None
+    return study._storage.get_trial(trial_id)
+
+
+def heartbeat_interval(study: optuna.Study) -> int | None:
+    """Seconds between heartbeats when the study's storage records them, else None."""
+    return study._storage.get_heartbeat_interval() if is_heartbeat_enabled(study._storage) else None
+
+
+def stale_trial_ids(study: optuna.Study) -> list[int]:
+    """Running trials (storage ids) whose worker has not recorded a heartbeat within the grace period."""
+    if not is_heartbeat_enabled(study._storage):
+        return []
+    return study._storage._get_stale_trial_ids(study._study_id)
+
+
+def rdb(study: optuna.Study) -> RDBStorage | None:
+    """The relational database under Optuna's cache, if the study is in one."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    return backend if isinstance(backend, RDBStorage) else None

@@ -1,0 +1,91 @@
+"""A trial as the Optuna storage keeps it: what Sweeps writes on it, and how any reader reads it back.
+
+The storage is the sweep's one source of truth, read by the sweep itself, the exports, the console,
+the page and by other tools (optuna-dashboard). This module is the schema they share: the user
+attributes Sweeps sets, which states count towards ``run_cap``, the parameters as the script
+received them, and which trial is the best. It imports nothing of Sweeps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+#: Where a FAIL trial keeps its reason.
+REASON_ATTR = "fail_reason"
+#: Where a trial keeps the values of parameters Optuna sampled as quantiles (normal, beta, ...).
+PARAMS_ATTR = "params"
+#: On a retry: the number of the FAIL trial whose parameters it tries again, and which attempt it is.
+RETRY_OF_ATTR, ATTEMPT_ATTR = "retry_of", "attempt"
+#: On a PRUNED trial: the step at which the pruner said stop (the script may report a few more).
+PRUNED_AT_ATTR = "pruned_at_step"
+#: The path of a traced Lightning Trainer's best checkpoint.
+CHECKPOINT_ATTR = "checkpoint"
+
+#: The name under which Optuna samples the quantile of a parameter it has no distribution for.
+QUANTILE_SUFFIX = ":quantile"
+
+#: The reason of a trial that was RUNNING when the process running it died.
+INTERRUPTED = "interrupted"
+#: The reason of a trial whose worker stopped recording heartbeats (killed, or its machine lost).
+WORKER_LOST = "worker lost"
+#: Failures that are not the trial's own: they use no retry attempt and do not count towards max_failures.
+NOT_THE_TRIALS_FAULT = (INTERRUPTED, WORKER_LOST)
+
+#: States that count towards ``run_cap``: a trial *finished* in one of them.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def params(trial: FrozenTrial) -> dict[str, Any]:
+    """What the trial's script received: Optuna's own values and those mapped from quantiles."""
+    values = {name: value for name, value in trial.params.items() if not name.endswith(QUANTILE_SUFFIX)}
+    values.update(trial.user_attrs.get(PARAMS_ATTR, {}))
+    return values
+
+
+def is_finished(trial: FrozenTrial) -> bool:
+    """Whether the trial counts towards ``run_cap``: COMPLETE or PRUNED (a FAIL has *ended*, not finished)."""
+    return trial.state in FINISHED
+
+
+def has_ended(trial: FrozenTrial) -> bool:
+    """Whether the trial will not change again: COMPLETE, PRUNED or FAIL."""
+    return trial.state.is_finished()
+
+
+def counts_as_failure(trial: FrozenTrial) -> bool:
+    """A FAIL that is the trial's own fault, which counts towards ``max_failures``."""
+    return trial.state == TrialState.FAIL and trial.user_attrs.get(REASON_ATTR) not in NOT_THE_TRIALS_FAULT
+
+
+def attempt(trial: FrozenTrial) -> int:
+    """0 for a trial as first proposed, n for its n-th retry."""
+    return int(trial.user_attrs.get(ATTEMPT_ATTR, 0))
+
+
+def reason_headline(trial: FrozenTrial) -> str:
+    """A FAIL trial's reason without the output that follows it: ``exit code 3``."""
+    reason = str(trial.user_attrs.get(REASON_ATTR) or "").strip()
+    return reason.splitlines()[0] if reason else "no reason"
+
+
+def has_value(trial: FrozenTrial) -> bool:
+    """A COMPLETE trial with a finite value: one that can be the best."""
+    return trial.state == TrialState.COMPLETE and trial.value is not None and math.isfinite(trial.value)
+
+
+def better(a: float, b: float, goal: str) -> bool:
+    """Whether value ``a`` is strictly better than ``b`` for ``goal`` (``minimize`` or ``maximize``)."""
+    return a > b if goal == "maximize" else a < b
+
+
+def best_trial(trials: Iterable[FrozenTrial], goal: str) -> FrozenTrial | None:
+    """The COMPLETE trial with the best value (the first such, on a tie); None before one completed."""
+    best = None
+    for trial in trials:
+        if has_value(trial) and (best is None or better(trial.value, best.value, goal)):
+            best = trial
+    return best

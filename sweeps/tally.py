@@ -1,0 +1,91 @@
+"""What the stored trials say about a sweep: how many finished, failed, run and wait, which is best.
+
+One model of the sweep's state, read by everything that decides or shows: the sweep (is there room
+for another trial? is it done?), the console and the page. It is built from the storage's trials
+and nothing else, and it is incremental: a trial that has ended never changes again, so each
+update looks only at trials it has not seen end, and costs a set lookup per ended trial.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps import record
+
+
+class Tally:
+    """Counts over a study's trials as stored, updated with :meth:`update`."""
+
+    def __init__(self, goal: str, target: float | None = None) -> None:
+        self.goal = goal
+        self.target = target
+        self.best: FrozenTrial | None = None  # the best COMPLETE trial so far
+        self.failures = 0  # FAIL trials that count towards max_failures (not the interrupted or lost)
+        self.target_reached = False
+        self._ended: Counter[TrialState] = Counter()
+        self._ended_numbers: set[int] = set()
+        self._open: dict[int, TrialState] = {}  # trials not ended yet (RUNNING, WAITING), by number
+
+    def update(self, trials: Iterable[FrozenTrial]) -> bool:
+        """Take ``trials`` as they are stored now: all of the study's, or only those just written.
+
+        Whether anything changed: a trial started, ended, or was queued.
+        """
+        changed = False
+        for trial in trials:
+            number = trial.number
+            if number in self._ended_numbers:
+                continue
+            if record.has_ended(trial):
+                self._ended_numbers.add(number)
+                self._open.pop(number, None)
+                self._count_ended(trial)
+                changed = True
+            elif self._open.get(number) != trial.state:
+                self._open[number] = trial.state
+                changed = True
+        return changed
+
+    def count(self, state: TrialState) -> int:
+        if state.is_finished():
+            return self._ended[state]
+        return sum(1 for s in self._open.values() if s == state)
+
+    @property
+    def finished(self) -> int:
+        """Trials that count towards ``run_cap``: COMPLETE and PRUNED."""
+        return sum(self._ended[state] for state in record.FINISHED)
+
+    @property
+    def ended(self) -> int:
+        """Trials that ended, in any state."""
+        return len(self._ended_numbers)
+
+    @property
+    def running(self) -> int:
+        return self.count(TrialState.RUNNING)
+
+    @property
+    def waiting(self) -> int:
+        """Queued trials (retries) that the next asks take first."""
+        return self.count(TrialState.WAITING)
+
+    def counts(self) -> dict[str, int]:
+        """Trials by state name, as the page shows them."""
+        counts = {state.name: n for state, n in self._ended.items()}
+        counts.update(Counter(state.name for state in self._open.values()))
+        return counts
+
+    def _count_ended(self, trial: FrozenTrial) -> None:
+        self._ended[trial.state] += 1
+        if record.counts_as_failure(trial):
+            self.failures += 1
+        if not record.has_value(trial):
+            return
+        if self.best is None or record.better(trial.value, self.best.value, self.goal):
+            self.best = trial
+        if self.target is not None and not record.better(self.target, trial.value, self.goal):
+            self.target_reached = True

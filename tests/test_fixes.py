@@ -1,0 +1,291 @@
+"""components.fixes: each defect shown on the unpatched code, and gone once patched.
+
+Importing ``components`` applies the app's fixes to this process, as in every app process; the
+unpatched code is kept in each module's ``ORIGINAL``. A fix that the pinned release no longer
+needs shows here as a defect that cannot be reproduced.
+"""
+
+import http.server
+import json
+import queue
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import deepdiff.delta
+import deepdiff.path
+import lightning_app.utilities.proxies
+import pytest
+from deepdiff import DeepDiff, Delta
+from lightning_app import LightningApp, LightningFlow, LightningWork
+from lightning_app.api.request_types import _DeltaRequest
+from lightning_app.core import api
+from lightning_app.core.queues import MultiProcessQueue
+from lightning_app.utilities.proxies import LightningWorkSetAttrProxy, WorkRunExecutor
+from lightning_app.utilities.state import AppState
+
+import components  # noqa: F401  (applies the app's fixes, as the app files do)
+from components import fixes
+from components.fixes import hiplot_component, loop, streamlit_page
+from tests.conftest import PROJECT
+
+ALL = (*loop.FIXES, *streamlit_page.IN_APP, *streamlit_page.IN_PAGE, *hiplot_component.FIXES)
+
+
+def test_every_fix_names_the_release_it_was_written_for_and_refuses_another():
+    for fix in ALL:
+        fixes.check_version(fix.package, fix.version)  # the installed one
+        with pytest.raises(SystemExit) as stopped:
+            fixes.check_version(fix.package, "0.0.1")
+        message = str(stopped.value.code)
+        assert message.startswith(f"sweeps: {fix.package} {fix.version} is installed") and "==0.0.1" in message
+        assert "\n" not in message
+
+
+class Root(LightningFlow):
+    def __init__(self):
+        super().__init__()
+        self.counter = 0
+
+    def run(self):
+        pass
+
+
+def one_change() -> _DeltaRequest:
+    return _DeltaRequest(delta=Delta(DeepDiff({"vars": {"counter": 0}}, {"vars": {"counter": 1}})))
+
+
+def put(q: MultiProcessQueue, item) -> None:
+    q.put(item)
+    deadline = time.monotonic() + 5
+    while q.queue.empty() and time.monotonic() < deadline:  # the feeder thread has sent it
+        time.sleep(0.001)
+
+
+def seconds(call) -> float:
+    started = time.monotonic()
+    call()
+    return time.monotonic() - started
+
+
+def test_queues_block_for_their_timeout_instead_of_spinning():
+    q = MultiProcessQueue("q", default_timeout=0.1)
+
+    def empty_get(get):
+        with pytest.raises(queue.Empty):
+            get(q, timeout=0.3)
+
+    assert seconds(lambda: empty_get(loop.ORIGINAL["get"])) < 0.1, "unpatched: returns at once (the loop spins)"
+    assert seconds(lambda: empty_get(MultiProcessQueue.get)) >= 0.25, "patched: waits for an item"
+    put(q, "item")
+    assert MultiProcessQueue.get(q, timeout=5) == "item"
+
+
+def test_the_loop_takes_a_change_at_once_instead_of_waiting_out_its_window():
+    app = LightningApp(Root())
+    app.delta_queue = MultiProcessQueue("deltas", default_timeout=0.005)
+    put(app.delta_queue, one_change())
+    assert app.state_accumulate_wait == loop.ACCUMULATE_SECONDS
+    assert seconds(lambda: app._collect_deltas_from_ui_and_work_queues()) < 0.1
+    app.state_accumulate_wait = 0.15  # lightning-app's own
+    put(app.delta_queue, one_change())
+    assert seconds(lambda: loop.ORIGINAL["collect"](app)) >= 0.15, "unpatched: the whole window, every pass"
+
+
+def test_the_api_server_catches_up_with_the_latest_published_state():
+    def refresher():
+        published = MultiProcessQueue("published", default_timeout=0.001)
+        for n in range(3):
+            put(published, ({"n": n}, None))
+        return api.UIRefresher(published, MultiProcessQueue("responses", default_timeout=0.001))
+
+    loop.ORIGINAL["refresh"](refresher())
+    assert api.global_app_state_store.get_app_state(api.TEST_SESSION_UUID) == {"n": 0}, "unpatched: one per 0.1 s"
+    refresher().run_once()
+    assert api.global_app_state_store.get_app_state(api.TEST_SESSION_UUID) == {"n": 2}
+
+
+EXITS_WITH_AN_UNREAD_QUEUE = """
+import sys
+sys.path.insert(0, {project!r})
+from lightning_app.core.queues import MultiProcessQueue
+if {patched}:
+    from components.fixes import loop
+    loop.FIXES[3].patch()
+queue = MultiProcessQueue("q", 1)
+queue.put(b"x" * 10_000_000)  # more than the pipe holds, and nobody reads it
+"""
+
+
+def test_a_process_exits_although_a_queue_it_wrote_is_not_read():
+    def exits(patched: bool, timeout: float) -> bool:
+        script = EXITS_WITH_AN_UNREAD_QUEUE.format(project=str(PROJECT), patched=patched)
+        try:
+            subprocess.run([sys.executable, "-c", script], timeout=timeout, check=True)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    assert loop.FIXES[3].patch is loop._exit_without_flushing
+    assert exits(patched=True, timeout=30)
+    assert not exits(patched=False, timeout=8), "unpatched: waits for ever to flush the queue at exit"
+
+
+def test_the_state_lock_lets_a_sigterm_handler_in_while_a_change_is_being_sent():
+    held = loop.ORIGINAL["lock"]
+    with held:  # the work's thread is sending a change; the SIGTERM handler runs on top of it
+        assert not held.acquire(timeout=0.1), "unpatched: the handler waits for ever"
+    lock = lightning_app.utilities.proxies._state_observer_lock
+    with lock:
+        assert lock.acquire(timeout=0.1)
+        lock.release()
+
+
+def count_states(monkeypatch, cls) -> list:
+    calls = []
+    state = cls.state
+
+    monkeypatch.setattr(cls, "state", property(lambda self: (calls.append(1), state.fget(self))[1]))
+    return calls
+
+
+def test_a_pass_of_the_loop_computes_the_apps_state_once(monkeypatch):
+    app = LightningApp(Root())
+    app.delta_queue = MultiProcessQueue("deltas", default_timeout=0.005)
+    calls = count_states(monkeypatch, LightningApp)
+    put(app.delta_queue, one_change())
+    loop.ORIGINAL["apply_changes"](app)
+    unpatched, calls[:] = len(calls), []
+    put(app.delta_queue, one_change())
+    app.maybe_apply_changes()
+    assert (unpatched, len(calls)) == (2, 1)
+    assert app.root.counter == 1
+
+
+class Work(LightningWork):
+    def __init__(self):
+        super().__init__()
+        self.history = list(range(10_000))  # a large attribute the assignment does not touch
+        self.result = None
+
+    def run(self):
+        pass
+
+
+def test_an_assignment_in_a_work_diffs_that_attribute_only(monkeypatch):
+    sent = queue.Queue()
+    work = Work()
+    calls = count_states(monkeypatch, LightningWork)
+    proxy = LightningWorkSetAttrProxy("root.work", work, sent, None)
+    loop.ORIGINAL["setattr"](proxy, "result", 1)
+    unpatched, calls[:] = len(calls), []
+    proxy("result", 2)
+    assert (unpatched, len(calls)) == (2, 0), "unpatched: the whole state, copied and diffed"
+    deltas = [sent.get_nowait().delta.to_dict() for _ in range(2)]
+    assert deltas[1] == {"values_changed": {"root['vars']['result']": {"new_value": 2}}}
+    assert work.result == 2
+
+
+def test_threads_hand_over_the_gil_every_half_millisecond():
+    assert sys.getswitchinterval() == loop.SWITCH_SECONDS < 0.005  # Python's own: 5 ms
+
+
+def test_deepdiffs_cache_of_parsed_paths_is_bounded():
+    for paths in (deepdiff.path._path_to_elements, deepdiff.delta._path_to_elements):
+        assert paths.cache_info().maxsize == loop.PATH_CACHE
+    assert loop.ORIGINAL["paths"].cache_info().maxsize > 100_000
+    for n in range(loop.PATH_CACHE + 100):  # a path per trial, as Lightning names each work call
+        deepdiff.path._path_to_elements(f"root['calls']['run:{n}']")
+    assert deepdiff.path._path_to_elements.cache_info().currsize == loop.PATH_CACHE
+
+
+def test_work_calls_start_no_state_observer_thread():
+    assert WorkRunExecutor.enable_start_observer is False
+
+
+def test_a_works_record_of_calls_keeps_only_the_latest():
+    work = Work()
+    work._calls.update({"run:a": {}, "run:b": {}, "latest_call_hash": "run:b"})
+    loop.forget_ended_calls(work)
+    assert work._calls == {"latest_call_hash": "run:b", "run:b": {}}
+
+
+def test_a_page_whose_app_moved_off_7501_reads_the_state_from_where_the_app_is(monkeypatch):
+    from lightning_app.core import constants
+    from lightning_app.frontend import stream_lit
+
+    started = []
+    monkeypatch.setattr(stream_lit.subprocess, "Popen", lambda *args, **kwargs: started.append(kwargs["env"]))
+    monkeypatch.setattr(constants, "APP_SERVER_PORT", 7642)
+    monkeypatch.delenv("LIGHTNING_APP_STATE_URL", raising=False)
+    frontend = stream_lit.StreamlitFrontend(render_fn=hiplot_page)
+    frontend.flow = Root()
+    streamlit_page.ORIGINAL["start_server"](frontend, "127.0.0.1", 8000)
+    frontend.start_server("127.0.0.1", 8000)
+    assert [env.get("LIGHTNING_APP_STATE_URL") for env in started] == [None, "http://127.0.0.1:7642"]
+    assert "LIGHTNING_APP_STATE_URL" not in __import__("os").environ, "only around the page's start"
+
+
+@pytest.fixture
+def state_server():
+    class State(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"vars": {"status": "running"}, "calls": {}, "flows": {}, "works": {}, "structures": {}})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), State)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_the_page_fetches_the_apps_state_without_sleeping_first(state_server, monkeypatch):
+    def fetch() -> float:
+        state = AppState(host="http://127.0.0.1", port=state_server)
+        return seconds(lambda: state.status)
+
+    monkeypatch.setattr(AppState, "_request_state", streamlit_page.ORIGINAL["request_state"])
+    assert fetch() >= 0.5, "unpatched: half a second on every run and poll of the page"
+    streamlit_page.IN_PAGE[0].patch()
+    assert fetch() < 0.4
+
+
+def hiplot_page():
+    import hiplot as hip
+
+    hip.Experiment.from_iterable([{"lr": 0.1, "loss": 1.0}]).to_streamlit(key="hiplot").display()
+
+
+def test_hiplot_draws_in_streamlit_once_its_check_is_passed(monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.delattr(st, "_is_running_with_streamlit", raising=False)
+    page = AppTest.from_function(hiplot_page)
+    page.run(timeout=30)
+    assert "_is_running_with_streamlit" in page.exception[0].message, "unpatched: HiPlot refuses Streamlit >= 1.14"
+    hiplot_component.FIXES[0].patch()
+    page.run(timeout=30)
+    assert not page.exception
+
+
+def test_the_served_hiplot_bundle_holds_every_edit():
+    original = (hiplot_component.built_component() / hiplot_component.BUNDLE).read_text()
+    fixed = (hiplot_component.fixed_component() / hiplot_component.BUNDLE).read_text()
+    for old, new in hiplot_component.BUNDLE_FIXES.items():
+        assert original.count(old) == 1 and new not in original
+        assert fixed.count(new) == 1 and old not in fixed
+    assert len(fixed) - len(original) == sum(len(new) - len(old) for old, new in hiplot_component.BUNDLE_FIXES.items())
+
+
+def test_the_defects_read_as_one_line_each():
+    for fix in ALL:
+        assert fix.defect and "\n" not in fix.defect and textwrap.shorten(fix.defect, 300) == fix.defect
