@@ -1,10 +1,10 @@
 """The Lightning side of Sweeps: thin adapters from the Lightning loop to ``sweeps``."""
 
 from components import fixes
-from components.fixes import loop, streamlit_page
+from components.fixes import loop, runtime, shutdown, streamlit_page
 
 # Before the app is created and any flow or work runs, in every process that imports the components.
-fixes.apply((*loop.FIXES, *streamlit_page.IN_APP))
+fixes.apply((*loop.FIXES, *runtime.FIXES, *shutdown.FIXES, *streamlit_page.IN_APP))
 
 from components.hiplot_flow import HiPlotFlow  # noqa: E402
 from components.hpo_flow import HPOFlow  # noqa: E402

@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 
 from lightning_app import LightningFlow
 from lightning_app.frontend import StreamlitFrontend
+from lightning_app.utilities.log import get_logfile
 
+from components.fixes.shutdown import stop_app
 from components.page import render_fn
 from sweeps.config import SweepConfig
 from sweeps.control import Status
@@ -57,6 +61,9 @@ class PageFrontend(StreamlitFrontend):
     done and the trials read before anyone opens it.
     """
 
+    #: How long the page's server may take to answer once started (it imports Streamlit, Lightning, Optuna).
+    START_SECONDS = 120.0
+
     SETTINGS = {
         "STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer",
         "STREAMLIT_UI_HIDE_TOP_BAR": "true",
@@ -76,20 +83,23 @@ class PageFrontend(StreamlitFrontend):
                 else:
                     os.environ[name] = value
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', 'localhost') else host}:{port}/{self.flow.name}"
-        threading.Thread(target=_warm_up, args=(url,), name="sweeps-page-warm-up", daemon=True).start()
+        threading.Thread(target=self._see_it_start, args=(url,), name="sweeps-page-start", daemon=True).start()
 
+    def _see_it_start(self, url: str) -> None:
+        """Run the page once in Streamlit's process, as soon as it listens; stop the app if it died first.
 
-def _warm_up(url: str, deadline_seconds: float = 120.0) -> None:
-    """Run the page once in Streamlit's process; best effort (the page works without it, only slower)."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/script-health-check", timeout=deadline_seconds):
+        The warm-up is best effort (the page works without it, only slower); a page's server that ended
+        before it ever answered leaves the app without its page, which is no app to keep running.
+        """
+        deadline = time.monotonic() + self.START_SECONDS
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                stop_app(f"the page's server (Streamlit) ended as it started; its errors: {get_logfile('error.log')}")
                 return
-        except urllib.error.HTTPError:  # the run ended with an error: nothing more to do here
-            return
-        except (urllib.error.URLError, OSError):  # Streamlit is not listening yet
-            time.sleep(0.2)
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/script-health-check", timeout=self.START_SECONDS):
+                    return
+            except urllib.error.HTTPError:  # the page's run ended with an error: the server is up
+                return
+            except (urllib.error.URLError, OSError):  # not listening yet
+                time.sleep(0.2)

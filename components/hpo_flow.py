@@ -2,9 +2,10 @@
 
 Lightning calls ``run`` whenever the app's state changes (a work reported, the page was clicked).
 Each call is one :meth:`sweeps.worker.Worker.step`; the flow's own state mirrors what the worker
-runs now and its status, while every trial lives in the Optuna storage. On a shared storage
-(PostgreSQL) this app is one worker of the sweep among others: it is woken every second to read
-what they did (``components.wake_up``), and its Run/Stop reach all of them.
+runs now and its status, while every trial lives in the Optuna storage. It is woken every second
+(``components.wake_up``): on a shared storage (PostgreSQL) this app is one worker of the sweep
+among others and reads what they did, and its Run/Stop reach all of them; and a work whose process
+died is noticed, its trial failed as ``work lost`` and its slot given a fresh process.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ class HPOFlow(LightningFlow):
         if self._worker is None:
             config = self._config
             sweep = Sweep.open(config)
-            if sweep.shared:
-                wake_flow_every(SYNC_SECONDS)
+            # Once a second, also when no work reports: a shared sweep reads what the others did, and
+            # a work whose process died is noticed.
+            wake_flow_every(SYNC_SECONDS)
             exports = Exports(config.output_dir, config.metric.name, config.metric.goal)
             self._worker = Worker(sweep, list(self.slots), exports)
         return self._worker

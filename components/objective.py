@@ -25,7 +25,8 @@ from typing import Any
 
 from lightning_app.components import TracerPythonScript
 
-from components.fixes.loop import forget_ended_calls
+from components.fixes.loop import forget_ended_calls, restart_work_process, work_process_alive
+from sweeps import record
 from sweeps.child import ScriptRun
 from sweeps.command import Launch
 from sweeps.forkserver import ForkServer
@@ -56,6 +57,8 @@ class ObjectiveWork(TracerPythonScript):
     # -- in the flow's process: the worker's slot --------------------------------------------------
 
     def start_trial(self, number: int, params: dict[str, Any]) -> None:
+        if not work_process_alive(self):  # it died with its last trial: a fresh process takes the slot
+            restart_work_process(self)
         forget_ended_calls(self)
         self.run(number, params)
 
@@ -65,6 +68,8 @@ class ObjectiveWork(TracerPythonScript):
         if self.has_failed:
             # Only an error outside the script gets here: run() reports the script's own.
             return TrialResult.failed(number, f"work failed: {self.status.message}")
+        if not work_process_alive(self):  # killed (the OOM killer, kill -9): its trial went with it
+            return TrialResult.failed(number, record.WORK_LOST)
         return None
 
     def values_of(self, number: int) -> list[tuple[int, float]]:

@@ -28,6 +28,8 @@ from sweeps.control import Request, Status  # noqa: E402
 
 #: How often the page asks the app for its state and the storage for new trials.
 POLL_SECONDS = 1.0
+#: ... and while a click of Run or Stop has not been taken by the flow yet.
+PENDING_POLL_SECONDS = 0.2
 #: The plot, table and charts are rebuilt at most once per this many seconds per 1,000 trials
 #: (and at most once a second): at 10,000 trials, every 5 s while trials end.
 REBUILD_SECONDS_PER_1000 = 0.5
@@ -48,6 +50,7 @@ def render_fn(state: Any) -> None:
     title.caption(state.description)
     with config.expander("Config (read-only)"):
         st.code(yaml.safe_dump(dict(state.config), sort_keys=False, allow_unicode=True), language="yaml")
+    _controls(page)
     _live_status(page)
     _plot(page)
     trials, history, importance = st.tabs(["Trials", "Optimisation history", "Parameter importance"])
@@ -73,6 +76,7 @@ class _Page:
         self.log = TrialLog(state.goal)
         self.importance = Importance()
         self.drawn = -1  # the log's version the heavy parts were last drawn from
+        self.controls_drawn_for: tuple[str | None, Request | None] = (None, None)  # the flow's status, a click
         self.drawn_at = 0.0
         self._derived: dict[str, tuple[int, Any]] = {}
 
@@ -125,11 +129,10 @@ def _live_status(page: _Page) -> None:
 
     @st.fragment(run_every=POLL_SECONDS)
     def status() -> None:
-        flow = _fresh_flow_state()
+        flow, pending = _flow_and_pending()
         if flow is None:
             st.info("The app is not answering; it may have been stopped.")
             return
-        _controls(flow)
         page.refresh()
         _progress(page, flow)
         _best(page)
@@ -139,37 +142,84 @@ def _live_status(page: _Page) -> None:
         # one line: a line that came and went would move the plot (HiPlot clears its brushes when
         # its frame is resized, and a click aimed at an axis would land elsewhere).
         st.caption(_plot_note(page))
-        # Last, once the buttons are drawn: a click is only handled if its button was in the
-        # previous run, and a run cut short by st.rerun would have lost it.
-        if page.rebuild_due():
-            st.rerun(scope="app")  # the plot, table and charts follow
+        if page.rebuild_due() or (flow.status, pending) != page.controls_drawn_for:
+            st.rerun(scope="app")  # the button, the plot, table and charts follow
+        if pending is not None:  # show the flow taking a click as soon as it does
+            time.sleep(PENDING_POLL_SECONDS)
+            st.rerun(scope="fragment")
 
     status()
 
 
-def _controls(flow: Any) -> None:
+def _controls(page: _Page) -> None:
+    """Run or Stop: always one button, disabled when it cannot act (a button that came and went would
+    move the plot under the user's mouse, and a click aimed at it would land elsewhere).
+
+    It is drawn by the whole page's run, not by the status fragment: a click on a widget of a
+    fragment waits for the page's run in progress to end (seconds, on a page of thousands of
+    trials loading), a click on the page's own widget interrupts it, and its callback sends the
+    request first thing. The click is then kept in the session until the flow shows it took it,
+    and sent again if it did not arrive (:func:`_pending`).
+    """
     import streamlit as st
 
-    # A click is sent from the button's callback, which Streamlit runs first thing in the next
-    # run: before this fragment's fresh state fetch (Lightning sleeps 0.5 s in it).
-    # Always one button, disabled when it cannot act: a button that came and went would move the
-    # plot under the user's mouse (and a click aimed at it would land elsewhere).
-    if flow.status == Status.WAITING:
-        st.button(
-            "Run",
-            type="primary",
-            disabled=flow.request == Request.RUN,
-            on_click=setattr,
-            args=(flow, "request", Request.RUN.value),
-        )
+    flow, pending = _flow_and_pending()
+    status = flow.status if flow is not None else None
+    page.controls_drawn_for = (status, pending)
+    if status is None or status == Status.WAITING:
+        disabled = status is None or pending is not None
+        st.button("Run", type="primary", disabled=disabled, on_click=_ask, args=(Request.RUN,))
     else:
-        st.button(
-            "Stop",
-            help="Start no new trial; the running ones finish",
-            disabled=flow.status != Status.RUNNING or flow.request == Request.STOP,
-            on_click=setattr,
-            args=(flow, "request", Request.STOP.value),
-        )
+        disabled = status != Status.RUNNING or pending is not None
+        tip = "Start no new trial; the running ones finish"
+        st.button("Stop", help=tip, disabled=disabled, on_click=_ask, args=(Request.STOP,))
+
+
+#: The session's Run or Stop that the flow has not taken yet, and when it was last sent.
+_PENDING, _SENT = "sweeps_request", "sweeps_request_sent"
+
+
+def _ask(request: Request) -> None:
+    """The button's callback (Streamlit runs it first thing in the next run): send the request to the flow."""
+    import streamlit as st
+
+    st.session_state[_PENDING], st.session_state[_SENT] = request, time.monotonic()
+    streamlit_page.send_to_flow(os.environ["LIGHTNING_FLOW_NAME"], request=request.value)
+
+
+def _flow_and_pending(wait: float = 1.0) -> tuple[Any | None, Request | None]:
+    """The flow's state, and the session's request it has not taken yet.
+
+    Right after a click the flow takes it within a fraction of a second: the state is read again
+    for up to ``wait`` seconds, so that the run that follows a click already shows its effect.
+    """
+    import streamlit as st
+
+    deadline = time.monotonic() + wait
+    while True:
+        flow = _fresh_flow_state()
+        if flow is None:
+            return None, st.session_state.get(_PENDING)
+        pending = _pending(flow)
+        if pending is None or time.monotonic() > deadline:
+            return flow, pending
+        time.sleep(PENDING_POLL_SECONDS / 2)
+
+
+def _pending(flow: Any) -> Request | None:
+    """The session's request the flow has not taken yet; sent again if it has not arrived within a second."""
+    import streamlit as st
+
+    pending = st.session_state.get(_PENDING)
+    if pending is None:
+        return None
+    taken = flow.status != Status.WAITING if pending == Request.RUN else flow.status != Status.RUNNING
+    if taken:
+        del st.session_state[_PENDING]
+        return None
+    if flow.request != pending and time.monotonic() - st.session_state[_SENT] > 1.0:
+        _ask(pending)
+    return pending
 
 
 def _progress(page: _Page, flow: Any) -> None:

@@ -1,10 +1,11 @@
-"""Waking the flow at a steady pace, for a sweep whose news arrives through the storage.
+"""Waking the flow at a steady pace, for news that changes nothing in the app's state.
 
 Lightning runs the root flow only when the app's state changed (a work reported, the UI
-clicked). A worker sharing its sweep must also act on what only the storage shows: another
-worker's trial ended (run_cap may be met, or a place freed), a worker was lost, Run/Stop was
-clicked elsewhere. So a thread of the flow's process hands Lightning's loop an empty change
-every ``seconds``; the loop applies it (nothing changes) and runs the flow, which reads the storage.
+clicked). A worker must also act on what the state does not show: a work's process died (it can
+no longer report), and, on a shared sweep, what only the storage shows: another worker's trial
+ended (run_cap may be met, or a place freed), a worker was lost, Run/Stop was clicked elsewhere.
+So a thread of the flow's process hands Lightning's loop an empty change every ``seconds``; the
+loop applies it (nothing changes) and runs the flow, which looks.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ QUANTILE_SUFFIX = ":quantile"
 INTERRUPTED = "interrupted"
 #: The reason of a trial whose worker stopped recording heartbeats (killed, or its machine lost).
 WORKER_LOST = "worker lost"
+#: The reason of a trial whose work's process died (the OOM killer picks the biggest process). Counted as
+#: the trial's own failure: the trial may well be what took the memory.
+WORK_LOST = "work lost"
 #: Failures that are not the trial's own: they use no retry attempt and do not count towards max_failures.
 NOT_THE_TRIALS_FAULT = (INTERRUPTED, WORKER_LOST)
 

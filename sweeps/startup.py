@@ -24,7 +24,7 @@ def start_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
         config = load_config(path)
     except ConfigError as err:
         sys.exit(f"sweeps: invalid sweep config: {err}")
-    if _in_spawned_child():
+    if not in_main_process():
         return config  # a work's process: it runs the app file again, and must not claim or warn
     if config.ignored_keys:
         print(f"sweeps: W&B keys not acted on, ignored: {', '.join(config.ignored_keys)}", file=sys.stderr)
@@ -36,9 +36,10 @@ def start_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
     return config
 
 
-def _in_spawned_child() -> bool:
-    """Whether this process is one multiprocessing started (Lightning's works are).
+def in_main_process() -> bool:
+    """Whether this is the app's main process, not one multiprocessing started (Lightning's works).
 
-    Such a process runs the app file again while it prepares; by then it has its own name.
+    A work's process runs the app file again while it prepares, before multiprocessing tells it
+    its parent; by then it has its own name.
     """
-    return multiprocessing.current_process().name != "MainProcess"
+    return multiprocessing.current_process().name == "MainProcess"

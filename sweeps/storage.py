@@ -2,12 +2,16 @@
 
 SQLite takes one writer at a time (Optuna's FAQ: "database is locked" with several), so a Sweeps
 app claims an SQLite file for as long as it runs, with a lock beside it; a second app on the same
-file is told so at once instead of locking or corrupting the sweep. PostgreSQL and other servers
-take many writers and are not claimed: several workers share a sweep there (``sweeps.shared``).
+file is told so at once instead of locking or corrupting the sweep. The claim is a POSIX record
+lock, which belongs to the claiming process alone: the processes it forks (Lightning's API
+server) do not inherit it, so the claim ends with the app's main process however it ends, and a
+claim left by a dead process never blocks the next start. PostgreSQL and other servers take many
+writers and are not claimed: several workers share a sweep there (``sweeps.shared``).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import warnings
@@ -16,7 +20,7 @@ import optuna
 import sqlalchemy
 from sqlalchemy import event
 
-_claims: list[int] = []  # open lock files: the claims last as long as this process
+_claims: dict[str, int] = {}  # lock file -> its descriptor, open for as long as this process: the claims
 
 
 class StorageBusy(RuntimeError):
@@ -44,21 +48,28 @@ def claim(url: str) -> None:
     """Claim an SQLite storage for this process, or raise StorageBusy naming the holder."""
     if not is_sqlite(url):
         return
-    path = url[len("sqlite:///") :]
-    lock_path = f"{path}.lock"
+    lock_path = os.path.realpath(url[len("sqlite:///") :]) + ".lock"
+    if lock_path in _claims:  # (opening the file again and closing it would drop this process's lock)
+        raise _busy(url, str(os.getpid()))
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
         holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise StorageBusy(
-            f"storage: {url} is in use by another Sweeps app (pid {holder}); SQLite takes one writer: "
-            "stop that app, or use a PostgreSQL storage to share a sweep"
-        ) from None
+        raise _busy(url, holder) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
-    _claims.append(fd)
+    _claims[lock_path] = fd
+
+
+def _busy(url: str, holder: str) -> StorageBusy:
+    return StorageBusy(
+        f"storage: {url} is in use by another Sweeps app (pid {holder}); SQLite takes one writer: "
+        "stop that app, or use a PostgreSQL storage to share a sweep"
+    )
 
 
 def check_reachable(url: str) -> None:

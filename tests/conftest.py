@@ -50,6 +50,16 @@ def make_work(program, output_dir: Path, metric: str = "loss", timeout: float | 
 ARTIFACTS = PROJECT / "test-output"  # screenshots and app logs of the slow tests
 
 
+def artifacts(name: str) -> Path:
+    """A fresh folder of ARTIFACTS for one test's screenshots and logs."""
+    import shutil
+
+    out = ARTIFACTS / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    return out
+
+
 #: The PostgreSQL server of the shared-storage tests; .ci/run starts one with this role and database.
 POSTGRES_URL = os.environ.get("SWEEPS_TEST_POSTGRES", "postgresql://sweeps:sweeps@localhost/sweeps")
 

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -122,3 +123,24 @@ def _get(url: str) -> str | None:
             return response.read().decode() if response.status == 200 else None
     except (urllib.error.URLError, OSError):
         return None
+
+
+def processes_of(app: subprocess.Popen) -> list[psutil.Process]:
+    """Every live process of an app started by :func:`start_app`: its session's (killed ones that are
+    only waiting to be reaped do not count)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == app.pid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def ended_within(app: subprocess.Popen, seconds: float) -> list[psutil.Process]:
+    """Wait up to ``seconds`` for every process of the app to end; those still alive then."""
+    deadline = time.monotonic() + seconds
+    while (alive := processes_of(app)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive

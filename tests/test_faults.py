@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps.record import REASON_ATTR, RETRY_OF_ATTR
+from sweeps.record import REASON_ATTR, RETRY_OF_ATTR, WORK_LOST
 from sweeps.record import params as trial_params
 from tests.conftest import report_config
 from tests.harness import kill_group, run_headless, start_app
@@ -78,18 +78,22 @@ def start(config_path, cwd):
     return start_app("app_wo_ui.py", config_path, cwd, subprocess.DEVNULL, subprocess.DEVNULL)
 
 
+#: The whole app kill -9-ed this many times at random moments, then run to the end.
+KILLS, RUN_CAP = 5, 40
+
+
 def test_kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path, write_config):
     config = report_config(
         tmp_path,
         method="random",
-        run_cap=30,
+        run_cap=RUN_CAP,
         parameters={"x": {"min": -100.0, "max": 100.0}, "sleep": {"value": 0.5}},
     )
     path = write_config(config)
     rng = random.Random(1)
     kills = 0
     logs = tmp_path / "results" / "logs"
-    for _ in range(3):
+    for _ in range(KILLS):
         before = len(list(logs.glob("*.log")))
         app = start(path, tmp_path)
         # The app starts in ~3 s (~5 s with torch installed: lightning-app then imports it in every
@@ -109,10 +113,10 @@ def test_kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path,
 
     trials = optuna.load_study(study_name="test", storage=config["storage"]).trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert kills == 3 and len(complete) == 30, "exactly run_cap finished trials"
-    assert len({t.params["x"] for t in complete}) == 30, "no finished trial ran twice"
+    assert kills == KILLS and len(complete) == RUN_CAP, "exactly run_cap finished trials"
+    assert len({t.params["x"] for t in complete}) == RUN_CAP, "no finished trial ran twice"
     interrupted = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(interrupted) >= 2, "the kills landed while trials ran"
+    assert len(interrupted) >= KILLS - 1, "the kills landed while trials ran"
     assert not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
     for t in trials:
         if t.state == TrialState.FAIL:
@@ -147,3 +151,47 @@ def test_a_second_app_on_the_same_sqlite_file_says_so_and_exits(tmp_path, write_
         assert first.poll() is None, "the first app goes on"
     finally:
         kill_group(first)
+
+
+def test_a_work_killed_mid_trial_fails_its_trial_as_work_lost_and_a_fresh_work_takes_the_slot(tmp_path, write_config):
+    import psutil
+
+    config = report_config(
+        tmp_path,
+        method="random",
+        run_cap=8,
+        max_failures=2,
+        parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 1.5}},
+    )
+    app = start_app("app_wo_ui.py", write_config(config), tmp_path, subprocess.PIPE, subprocess.PIPE)
+    try:
+        logs = tmp_path / "results" / "logs"
+        deadline = time.monotonic() + 60
+        while not list(logs.glob("*.log")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # trials of 1.5 s: both works are mid-trial
+        works = [p for p in psutil.Process(app.pid).children() if "spawn_main" in command_of(p)]
+        assert len(works) == 2
+        works[0].kill()  # as the OOM killer would: the biggest process, without warning
+        killed = time.time()
+        stdout, stderr = app.communicate(timeout=120)
+    finally:
+        kill_group(app)
+    assert app.returncode == 0, stderr
+    trials = optuna.load_study(study_name="test", storage=config["storage"]).trials
+    lost = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.user_attrs[REASON_ATTR] for t in lost] == [WORK_LOST]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 8, "the sweep went on, with a fresh work"
+    (line,) = [line for line in stdout.splitlines() if f"trial {lost[0].number} FAIL" in line]
+    assert "(work lost)" in line
+    noticed = lost[0].datetime_complete.timestamp() - killed
+    assert noticed < 5, f"noticed {noticed:.1f} s after the kill"
+
+
+def command_of(proc) -> str:
+    import psutil
+
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:  # ended meanwhile
+        return ""

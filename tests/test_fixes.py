@@ -8,6 +8,7 @@ needs shows here as a defect that cannot be reproduced.
 import http.server
 import json
 import queue
+import socket
 import subprocess
 import sys
 import textwrap
@@ -229,33 +230,72 @@ def test_a_page_whose_app_moved_off_7501_reads_the_state_from_where_the_app_is(m
 
 
 @pytest.fixture
-def state_server():
+def state_server(monkeypatch):
+    """A stand-in for the app's state API: the state of a root flow with a child ``hiplot``; the deltas posted."""
+    import lightning_app.utilities.state
+
+    posted = []
+
     class State(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            body = json.dumps({"vars": {"status": "running"}, "calls": {}, "flows": {}, "works": {}, "structures": {}})
+            hiplot = {
+                "vars": {"status": "waiting", "request": ""},
+                "calls": {},
+                "flows": {},
+                "works": {},
+                "structures": {},
+            }
+            body = {
+                "vars": {"status": "running"},
+                "calls": {},
+                "flows": {"hiplot": hiplot},
+                "works": {},
+                "structures": {},
+            }
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-            self.wfile.write(body.encode())
+            self.wfile.write(json.dumps(body).encode())
+
+        def do_POST(self):
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
 
         def log_message(self, *args):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), State)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
+    monkeypatch.setattr(lightning_app.utilities.state, "APP_SERVER_PORT", server.server_address[1])
+    monkeypatch.delenv("LIGHTNING_APP_STATE_URL", raising=False)
+    yield server.server_address[1], posted
     server.shutdown()
 
 
 def test_the_page_fetches_the_apps_state_without_sleeping_first(state_server, monkeypatch):
     def fetch() -> float:
-        state = AppState(host="http://127.0.0.1", port=state_server)
+        state = AppState()
         return seconds(lambda: state.status)
 
     monkeypatch.setattr(AppState, "_request_state", streamlit_page.ORIGINAL["request_state"])
     assert fetch() >= 0.5, "unpatched: half a second on every run and poll of the page"
     streamlit_page.IN_PAGE[0].patch()
     assert fetch() < 0.4
+
+
+def test_a_click_reaches_the_flow_whichever_page_state_was_fetched_last(state_server):
+    _, posted = state_server
+    clicked = AppState().hiplot  # the state the Run button was drawn from
+    assert clicked.status == "waiting"
+    assert AppState().status == "running"  # the next poll of the page (or another tab) fetches the state again
+    clicked.request = "run"
+    assert posted == [], "unpatched: sent as no change at all, the click is lost"
+    streamlit_page.send_to_flow("root.hiplot", request="run")
+    (delta,) = posted
+    assert delta["delta"]["values_changed"] == {
+        "root['flows']['hiplot']['vars']['request']": {"new_value": "run", "old_value": ""}
+    }
 
 
 def hiplot_page():
@@ -289,3 +329,22 @@ def test_the_served_hiplot_bundle_holds_every_edit():
 def test_the_defects_read_as_one_line_each():
     for fix in ALL:
         assert fix.defect and "\n" not in fix.defect and textwrap.shorten(fix.defect, 300) == fix.defect
+
+
+def test_the_api_servers_port_is_claimed_by_binding_it_not_guessed():
+    from lightning_app.utilities.port import is_port_in_use
+
+    from components.fixes.runtime import claim_port
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))  # another program's, bound (or about to listen), as at a job array's start
+    port = held.getsockname()[1]
+    assert not is_port_in_use(port), "unpatched: Lightning's check says it is free, and its server fails to bind"
+    claimed = claim_port("127.0.0.1", port)
+    assert claimed.getsockname()[1] not in (port, 0)
+    again = claim_port("127.0.0.1", claimed.getsockname()[1])
+    assert again.getsockname()[1] != claimed.getsockname()[1], "two apps never get one port"
+    free = claimed.getsockname()[1]
+    for sock in (held, claimed, again):
+        sock.close()
+    assert claim_port("127.0.0.1", free).getsockname()[1] == free, "the preferred port when it is free"

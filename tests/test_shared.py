@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -19,7 +20,7 @@ from sweeps.result import COMPLETE, TrialResult
 from sweeps.storage import open_storage
 from sweeps.sweep import Sweep
 from tests.conftest import SCRIPTS, report_config
-from tests.harness import kill_group, start_worker
+from tests.harness import kill_group, start_app, start_worker
 
 
 def shared_config(tmp_path, shared_storage, **overrides):
@@ -144,9 +145,11 @@ def trials_run_by(log_text: str) -> set[int]:
     return {int(n) for n in re.findall(r"\] trial (\d+) ", log_text)}
 
 
-def run_workers(tmp_path, write_config, shared_storage, kill_one: bool):
+def workers_config(tmp_path, shared_storage, sleep: float, **overrides) -> dict:
+    """30 trials of ``sleep`` s on a PostgreSQL sweep, 2 at a time per worker, heartbeats every second."""
     url, name = shared_storage
-    config = report_config(
+    parameters = {"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": sleep}}
+    return report_config(
         tmp_path,
         name=name,
         storage=url,
@@ -154,9 +157,14 @@ def run_workers(tmp_path, write_config, shared_storage, kill_one: bool):
         run_cap=30,
         parallel=2,
         heartbeat_interval=1,
-        grace_period=3,
-        parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 1.0}},
+        parameters=parameters,
+        **overrides,
     )
+
+
+def run_workers(tmp_path, write_config, shared_storage, kill_one: bool):
+    url, name = shared_storage
+    config = workers_config(tmp_path, shared_storage, sleep=1.0, grace_period=3)
     path = write_config(config)
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     workers = []
@@ -186,6 +194,30 @@ def assert_exactly_run_cap_and_no_parameters_twice(trials):
     for t in trials:
         if RETRY_OF_ATTR in t.user_attrs:  # a retry: the parameters of a FAIL trial, recorded as such
             assert trial_params(t) == trial_params(failed[t.user_attrs[RETRY_OF_ATTR]])
+
+
+@pytest.mark.slow
+def test_four_workers_started_at_the_same_moment_each_get_a_port_and_finish_exactly_run_cap(
+    tmp_path, write_config, shared_storage
+):
+    """A job array starts its workers together on one machine: each claims a port of its own."""
+    url, name = shared_storage
+    path = write_config(workers_config(tmp_path, shared_storage, sleep=0.3))
+    logs = [tmp_path / f"worker{i}.log" for i in range(4)]
+    workers = []
+    try:
+        for i, log in enumerate(logs):  # no wait between them
+            (tmp_path / f"worker{i}").mkdir()
+            workers.append(start_app("app_wo_ui.py", path, tmp_path / f"worker{i}", open(log, "w"), subprocess.STDOUT))
+        codes = [worker.wait(timeout=120) for worker in workers]
+    finally:
+        for worker in workers:
+            kill_group(worker)
+    texts = [log.read_text() for log in logs]
+    assert codes == [0, 0, 0, 0], "\n".join(texts)
+    ports = [re.search(r"View it in your browser: http://127.0.0.1:(\d+)/view", text)[1] for text in texts]
+    assert len(set(ports)) == 4, ports
+    assert_exactly_run_cap_and_no_parameters_twice(optuna.load_study(study_name=name, storage=open_storage(url)).trials)
 
 
 @pytest.mark.slow

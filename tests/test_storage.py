@@ -41,3 +41,42 @@ def test_a_wrong_password_is_one_line(postgres_url):
     wrong = url.render_as_string(hide_password=False)
     with pytest.raises(StorageUnreachable, match="password authentication failed"):
         check_reachable(wrong)
+
+
+CLAIMS_AND_FORKS = """
+import os, sys, time
+sys.path.insert(0, {project!r})
+from sweeps.storage import claim
+claim({url!r})
+if os.fork() == 0:  # a child that outlives its parent, as Lightning's API server may
+    time.sleep(60)
+    os._exit(0)
+print("claimed", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_claim_ends_with_the_process_that_made_it_not_with_its_forked_children(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    from tests.conftest import PROJECT
+
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    script = CLAIMS_AND_FORKS.format(project=str(PROJECT), url=url)
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "claimed\n"
+    child = psutil.Process(holder.pid).children()[0]
+    try:
+        with pytest.raises(StorageBusy, match=f"pid {holder.pid}"):
+            claim(url)
+        holder.send_signal(signal.SIGKILL)  # the app's main process dies; its forked child lives on
+        holder.wait()
+        assert child.is_running()
+        claim(url)  # the next app starts
+    finally:
+        holder.kill()
+        child.kill()

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.storage import open_storage
-from tests.conftest import ARTIFACTS, report_config
+from tests.conftest import artifacts, report_config
 from tests.harness import CHROMIUM, CHROMIUM_ARGS, kill_group, start_ui_app, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -34,9 +34,7 @@ def browser():
 
 
 def test_run_to_the_end_then_read_best_trial_failure_reason_and_download_the_csv(tmp_path, write_config, browser):
-    out = ARTIFACTS / "ui"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = artifacts("ui")
     # x = 0 makes report.py raise (mode by_x); 8..11 complete with loss = x. Random proposals on this
     # small space never repeat a configuration, so all five run: four finish, one fails.
     config = report_config(
@@ -98,9 +96,7 @@ def load_trials(config):
 
 
 def test_stop_starts_no_new_trial_and_lets_running_ones_finish(tmp_path, write_config, browser):
-    out = ARTIFACTS / "ui-stop"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = artifacts("ui-stop")
     config = report_config(
         tmp_path, method="random", run_cap=20, parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 1.5}}
     )
@@ -129,9 +125,7 @@ def test_stop_starts_no_new_trial_and_lets_running_ones_finish(tmp_path, write_c
 def test_the_page_watches_a_shared_sweep_and_its_stop_stops_every_worker(
     tmp_path, write_config, browser, shared_storage
 ):
-    out = ARTIFACTS / "ui-shared"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = artifacts("ui-shared")
     storage, name = shared_storage
     config = report_config(
         tmp_path,
@@ -213,9 +207,7 @@ def axis_brush_box(hiplot, name: str) -> dict:
 
 
 def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(tmp_path, write_config, browser):
-    out = ARTIFACTS / "ui-brush"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = artifacts("ui-brush")
     config = report_config(
         tmp_path,
         method="random",
@@ -260,3 +252,79 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
         assert axes_left_to_right(hiplot) == ["trial", "x", "loss"], "and after one more"
     finally:
         kill_group(proc)
+
+
+def populated_storage(path: Path, trials: int) -> None:
+    """An SQLite storage holding a sweep named ``test`` of ``trials`` COMPLETE trials (x = their value)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="test", storage=f"sqlite:///{path}")
+    distributions = {"x": FloatDistribution(0.0, 1.0), "sleep": CategoricalDistribution([0.5])}
+    study.add_trials(
+        optuna.trial.create_trial(value=n / trials, params={"x": n / trials, "sleep": 0.5}, distributions=distributions)
+        for n in range(trials)
+    )
+
+
+#: Trials a sweep already holds when its page is opened, for the page to load as Run is clicked.
+KEPT = 300
+
+
+def test_run_clicked_the_moment_it_appears_starts_the_sweep_every_time(tmp_path, write_config, browser):
+    """Fresh apps and pages: Run clicked as soon as the page draws it, while the page still loads its
+    trials and mounts the plot, starts the sweep within 2 s, and the page shows it running."""
+    out = artifacts("ui-click")
+    populated_storage(tmp_path / "template.db", KEPT)
+    started_after = []
+    for attempt in range(20):
+        workdir = tmp_path / str(attempt)
+        workdir.mkdir()
+        shutil.copy(tmp_path / "template.db", workdir / "sweep.db")
+        config = report_config(
+            workdir, method="random", run_cap=2000, parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 0.5}}
+        )
+        proc, url = start_ui_app(write_config(config, f"sweep{attempt}.yaml"), cwd=workdir, log_path=out / "app.log")
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            run = page.frame_locator("iframe").first.get_by_role("button", name="Run", exact=True)
+            run.click(timeout=60_000)  # as soon as it can be clicked
+            clicked = time.time()
+            running = page.frame_locator("iframe").first.get_by_text(re.compile(r"trials finished · running"))
+            try:
+                running.wait_for(timeout=10_000)
+            except Exception:
+                page.screenshot(path=out / f"attempt-{attempt}.png")
+                raise
+            page.close()
+        finally:
+            kill_group(proc)
+        new = [t for t in load_trials(config) if t.number >= KEPT and t.datetime_start is not None]
+        started_after.append(min(t.datetime_start.timestamp() for t in new) - clicked)
+    print("first trial started after the click (s):", [round(s, 2) for s in started_after])
+    assert max(started_after) < 2.0, started_after
+
+
+def test_an_app_whose_port_another_program_holds_serves_its_page_from_another_port(tmp_path, write_config, browser):
+    import socket
+
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        held.bind(("127.0.0.1", 7501))
+        held.listen()  # another program's server
+    except OSError:
+        pytest.skip("port 7501 is taken on this machine")
+    try:
+        config = report_config(tmp_path, method="random", run_cap=3)
+        proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=tmp_path / "app.log")
+        try:
+            assert ":7501/" not in url
+            page = browser.new_page()
+            page.goto(url)
+            page.frame_locator("iframe").first.get_by_text("0 of 3 trials finished · waiting").wait_for(timeout=60_000)
+        finally:
+            kill_group(proc)
+    finally:
+        held.close()

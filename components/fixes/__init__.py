@@ -24,7 +24,9 @@ class Fix:
     package: str  # the distribution, as pip names it
     version: str  # the release the patch was written for
     defect: str  # what goes wrong without it, in a line
-    patch: Callable[[], None]  # idempotent: a process may apply it more than once
+    #: Idempotent (a process may apply it more than once); None for a fix the adapters call where
+    #: they need it (its version is checked all the same).
+    patch: Callable[[], None] | None = None
 
 
 def check_version(package: str, version: str) -> None:
@@ -46,5 +48,6 @@ def apply(fixes: Iterable[Fix]) -> None:
         if fix in _applied:
             continue
         check_version(fix.package, fix.version)
-        fix.patch()
+        if fix.patch is not None:
+            fix.patch()
         _applied.add(fix)

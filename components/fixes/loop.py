@@ -25,9 +25,10 @@ from lightning_app.core.app import LightningApp
 from lightning_app.core.queues import MultiProcessQueue
 from lightning_app.core.work import LightningWork
 from lightning_app.storage import Drive, Path
+from lightning_app.utilities.app_helpers import _LightningAppRef
 from lightning_app.utilities.component import _sanitize_state
 from lightning_app.utilities.enum import CacheCallsKeys
-from lightning_app.utilities.proxies import ComponentDelta, LightningWorkSetAttrProxy, WorkRunExecutor
+from lightning_app.utilities.proxies import ComponentDelta, LightningWorkSetAttrProxy, ProxyWorkRun, WorkRunExecutor
 from lightning_utilities.core.apply_func import apply_to_collection
 
 from components.fixes import Fix
@@ -190,6 +191,36 @@ def _no_state_observer() -> None:
     WorkRunExecutor.enable_start_observer = False
 
 
+def work_process_alive(work: LightningWork) -> bool:
+    """Whether the work's process runs (or has not been started yet); Lightning never looks."""
+    app = _LightningAppRef.get_current()
+    manager = app.processes.get(work.name) if app is not None else None
+    return manager is None or manager._process is None or manager.is_alive()
+
+
+def restart_work_process(work: LightningWork) -> None:
+    """Start a new process for a work whose process died, on a fresh queue of calls.
+
+    Lightning's own ``restart`` fails (the new process asks the work for a ``load_state_dict`` it
+    does not have), so the work is started as at first, unwrapped from its proxy. The dead process
+    may have died holding the read lock of its queue of calls (a work waits for its next call inside
+    ``get``), which would leave the new one waiting for ever: it gets a fresh queue.
+    """
+    app = _LightningAppRef.get_current()
+    backend = app.backend
+    fresh = backend.queues.get_caller_queue(queue_id=backend.queue_id, work_name=work.name)
+    app.caller_queues[work.name] = fresh
+    proxy = work.run if isinstance(work.run, ProxyWorkRun) else None
+    if proxy is not None:
+        proxy.caller_queue = fresh
+        work.run = proxy.work_run  # what the new process runs, as when it was first started
+    try:
+        app.processes[work.name].start()
+    finally:
+        if proxy is not None:
+            work.run = proxy
+
+
 def forget_ended_calls(work: LightningWork) -> None:
     """Keep only the latest call in a work's record of calls, before it is called again.
 
@@ -248,9 +279,10 @@ FIXES = (
         "every call of a work starts a thread that diffs the work's state each second and outlives the call",
         _no_state_observer,
     ),
+    Fix(*LIGHTNING_APP, "a work's record of calls (in the app's state) grows by one per trial: forget_ended_calls"),
     Fix(
         *LIGHTNING_APP,
-        "a work's record of calls (in the app's state) grows by one per trial: see forget_ended_calls",
-        lambda: None,
+        "a work whose process dies is never noticed (its status stays running): work_process_alive, "
+        "restart_work_process",
     ),
 )
