@@ -14,6 +14,22 @@ sys.path.insert(0, str(PROJECT))
 from tests import harness  # noqa: E402
 
 
+def noop_config(name: str, program: Path, trials: int, parallel: int, workdir: Path) -> dict:
+    """A random sweep of ``trials`` no-op trials of ``program`` (metric ``loss``: its ``x``), SQLite in ``workdir``."""
+    return {
+        "name": name,
+        "program": str(program),
+        "method": "random",
+        "seed": 0,
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}},
+        "run_cap": trials,
+        "parallel": parallel,
+        "storage": f"sqlite:///{workdir / 'sweeps.db'}",
+        "output_dir": str(workdir / "results"),
+    }
+
+
 def run_headless(config: dict, workdir: Path, timeout: float = 3600) -> tuple[float, optuna.Study, str]:
     """Write ``config`` to ``workdir``, run `lightning_app run app app_wo_ui.py` on it; (wall s, study, stdout)."""
     workdir.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import optuna
-from _harness import run_headless
+from _harness import noop_config, run_headless
 
 NOOP = Path(__file__).resolve().parent / "noop.py"
 
@@ -54,18 +54,7 @@ def measure(stamps: list[tuple[float, str]], started: float, wall: float) -> dic
 
 
 def sweeps(n: int, parallel: int, workdir: Path) -> dict[str, float]:
-    config = {
-        "name": "overhead",
-        "program": str(NOOP),
-        "method": "random",
-        "seed": 0,
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"x": {"min": 0.0, "max": 1.0}},
-        "run_cap": n,
-        "parallel": parallel,
-        "storage": f"sqlite:///{workdir / 'sweeps.db'}",
-        "output_dir": str(workdir / "results"),
-    }
+    config = noop_config("overhead", NOOP, n, parallel, workdir)
     started = time.time()
     wall, study, _ = run_headless(config, workdir)
     stamps = []

@@ -30,11 +30,12 @@ class HiPlotFlow(LightningFlow):
         super().__init__()
         self.sweep_name = config.name
         self.storage = config.storage
-        self.metric = config.metric.name
-        self.goal = config.metric.goal
+        self.metric = config.metric_name  # None: a sweep without a metric
+        self.goal = config.goal if config.metric is not None else None
         self.run_cap = config.run_cap
         self.description = (
-            f"{config.program.name} · method {config.method} · {config.metric.goal} {config.metric.name} · "
+            f"{config.program.name} · method {config.method} · "
+            f"{f'{config.goal} {config.metric_name}' if config.metric else 'no metric'} · "
             f"{config.parallel} at once · {redacted(config.storage)}"
         )
         self.config = config_view(config)  # shown read-only

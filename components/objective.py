@@ -26,7 +26,7 @@ from typing import Any
 from lightning_app.components import TracerPythonScript
 
 from components.fixes.loop import forget_ended_calls, restart_work_process, work_process_alive
-from sweeps import record
+from sweeps import record, wandb_runs
 from sweeps.child import ScriptRun
 from sweeps.command import Launch
 from sweeps.forkserver import ForkServer
@@ -42,7 +42,7 @@ VALUES_KEY = "values"
 
 
 class ObjectiveWork(TracerPythonScript):
-    def __init__(self, launch: Launch, metric: str, timeout: float | None = None) -> None:
+    def __init__(self, launch: Launch, metric: str | None, timeout: float | None = None) -> None:
         # raise_exception=False: an error in the work must not stop the app (Lightning would, ~30 s later).
         super().__init__(script_path=launch.program, parallel=True, raise_exception=False)
         self._launch = launch
@@ -53,6 +53,7 @@ class ObjectiveWork(TracerPythonScript):
         # deltas of a growing list lose items when two of them reach the flow together.)
         self.progress = ""
         self._server: ForkServer | None = None  # forks the trials' children; started by the first trial
+        self._wandb: bool | None = None  # whether the program uses W&B; read by the first trial
 
     # -- in the flow's process: the worker's slot --------------------------------------------------
 
@@ -99,6 +100,9 @@ class ObjectiveWork(TracerPythonScript):
         launch = self._launch
         if self._server is None:  # the first trial: what the script imports is loaded once, in the server
             self._server = ForkServer(launch.program if launch.runs_warm else "")
+            self._wandb = wandb_runs.installed() and (
+                wandb_runs.uses_wandb(launch.program) or (launch.runs_warm and self._server.loads_wandb)
+            )
         launch.log_dir.mkdir(parents=True, exist_ok=True)
         reader = MetricReader(self.metric)
         prune_file = self._prune_file(number)
@@ -126,9 +130,18 @@ class ObjectiveWork(TracerPythonScript):
         self.result = {**result, VALUES_KEY: json.dumps(reader.values)}  # one change of state, not two
 
     def _script_run(self, number: int, params: dict[str, Any], prune_file: Path) -> ScriptRun:
-        """What the trial's child runs: the program with the trial's arguments, or the sweep's command."""
+        """What the trial's child runs: the program with the trial's arguments, or the sweep's command;
+        a W&B program's runs offline, in the trial's directory, with the trial's parameters."""
         launch = self._launch
+        env = {}
+        if self._wandb:
+            trial_dir = launch.trial_dir(number)
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            params_file = trial_dir / "sweep-params.yaml"
+            params_file.write_text(wandb_runs.params_file_text(params))
+            env = wandb_runs.environment(trial_dir, params_file)
         if not launch.runs_warm:
-            return ScriptRun(launch.program, command=launch.argv(number, params))
+            return ScriptRun(launch.program, command=launch.argv(number, params), env=env, wandb=self._wandb)
         hooks = TrialHooks(self.metric, str(prune_file), str(launch.trial_dir(number)))
-        return ScriptRun(launch.program, launch.warm_argv(number, params), hooks=asdict(hooks))
+        args = launch.warm_argv(number, params)
+        return ScriptRun(launch.program, args, hooks=asdict(hooks), env=env, wandb=self._wandb)

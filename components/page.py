@@ -30,6 +30,8 @@ from sweeps.control import Request, Status  # noqa: E402
 POLL_SECONDS = 1.0
 #: ... and while a click of Run or Stop has not been taken by the flow yet.
 PENDING_POLL_SECONDS = 0.2
+#: What the page says where a sweep without a metric has nothing to show.
+NO_METRIC = "No metric in this sweep's config: a trial is COMPLETE when its program exits 0, and none is best."
 #: The plot, table and charts are rebuilt at most once per this many seconds per 1,000 trials
 #: (and at most once a second): at 10,000 trials, every 5 s while trials end.
 REBUILD_SECONDS_PER_1000 = 0.5
@@ -244,6 +246,9 @@ def _best(page: _Page) -> None:
     from sweeps.console import format_params
 
     best = page.log.tally.best
+    if page.metric is None:
+        st.caption(NO_METRIC)
+        return
     if best is None:
         st.caption("Best: no trial has completed yet")
         return
@@ -400,7 +405,7 @@ def _history(page: _Page) -> None:
 
     frame = page.derived("history", lambda log: history(log, page.metric))
     if frame.empty:
-        st.caption("No trial has completed yet.")
+        st.caption(NO_METRIC if page.metric is None else "No trial has completed yet.")
         return
     base = alt.Chart(frame).encode(x=alt.X("trial:Q", title="trial", axis=alt.Axis(format="d", tickMinStep=1)))
     points = base.mark_circle(size=50, opacity=0.7, color="#1f77b4").encode(
@@ -418,7 +423,8 @@ def _importance(page: _Page) -> None:
     importance = page.importance
     importance.update(page.log)
     if not importance.values:
-        st.caption(f"Shown once {importance.MIN_TRIALS} trials have completed (Optuna's get_param_importances).")
+        waiting = f"Shown once {importance.MIN_TRIALS} trials have completed (Optuna's get_param_importances)."
+        st.caption(NO_METRIC if page.metric is None else waiting)
         return
     import altair as alt
     import pandas as pd

@@ -8,6 +8,7 @@ left travel back as one JSON object on the result pipe.
 
 from __future__ import annotations
 
+import atexit
 import faulthandler
 import io
 import json
@@ -20,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeps import wandb_runs
+
 
 @dataclass
 class ScriptRun:
@@ -30,15 +33,22 @@ class ScriptRun:
     args: list[str] = field(default_factory=list)
     command: list[str] | None = None  # the sweep's own command line, run instead of the program
     hooks: dict[str, str] | None = None  # ``sweeps.trainer.TrialHooks``, for the callback of a Lightning Trainer
+    env: dict[str, str] = field(default_factory=dict)  # set in the child's environment (W&B's, say)
+    wandb: bool = False  # trace the script's W&B run (``sweeps.wandb_runs``)
 
     def __call__(self, trainer_packages: Sequence[str] = ()) -> dict[str, Any] | None:
         """In the child. ``trainer_packages``: the Lightning packages whose Trainer to trace."""
+        os.environ.update(self.env)
         if self.command is not None:
+            if self.wandb:  # a Python program exec'd into this process traces its run itself (sweeps/site)
+                wandb_runs.trace_after_exec()
             os.execvp(self.command[0], self.command)
         if self.hooks is not None and trainer_packages:
             from sweeps.trainer import TrialHooks, trace_trainers
 
             trace_trainers(trainer_packages, TrialHooks(**self.hooks))
+        if self.wandb:
+            wandb_runs.trace()
         sys.argv = [self.program, *self.args]
         sys.path.insert(0, os.path.dirname(os.path.abspath(self.program)))
         return runpy.run_path(self.program, run_name="__main__")
@@ -69,6 +79,10 @@ def child_main(target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w
         traceback.print_exc()
         result["error"] = _describe(exc)
         code = 1
+    try:  # as the interpreter does at exit: a W&B run, say, finishes and writes its files
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001 - an exit handler's failure is reported, not raised
+        traceback.print_exc()
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -98,6 +112,8 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name == "wandb":
+        return f"the script imports wandb, which is not installed: {wandb_runs.INSTALL}"
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"

@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from sweeps import command
+from sweeps import command, wandb_runs
 from sweeps.command import Launch
 from sweeps.errors import ConfigError
 from sweeps.pruners import PRUNERS, EarlyTerminate
@@ -55,7 +55,7 @@ class SweepConfig(_Strict):
     name: str = ""
     program: Path
     method: Literal[METHODS] = "bayes"  # type: ignore[valid-type]
-    metric: Metric
+    metric: Metric | None = None  # W&B runs a grid or random sweep without one
     parameters: dict[str, ParameterSpec] = Field(min_length=1)
     run_cap: PositiveInt | None = Field(default=None, alias="n_trials")  # filled in by parse_config
     parallel: PositiveInt = 2
@@ -101,6 +101,20 @@ class SweepConfig(_Strict):
         return Launch(str(self.program), self._command, str(Path(self.output_dir).resolve()))
 
     @property
+    def metric_name(self) -> str | None:
+        """The metric the trials report, None for a sweep without one."""
+        return self.metric.name if self.metric is not None else None
+
+    @property
+    def goal(self) -> str:
+        """``minimize`` or ``maximize`` (Optuna's study needs a direction even without a metric)."""
+        return self.metric.goal if self.metric is not None else "minimize"
+
+    @property
+    def target(self) -> float | None:
+        return self.metric.target if self.metric is not None else None
+
+    @property
     def ignored_keys(self) -> list[str]:
         """The W&B keys this config sets that Sweeps does not act on."""
         return sorted(self.model_fields_set & set(IGNORED_KEYS))
@@ -138,6 +152,11 @@ def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep
     config.program = program.resolve()
 
     check_method(config.method)
+    _check_metric(config)
+    if wandb_runs.uses_wandb(str(config.program)) and not wandb_runs.installed():
+        raise ConfigError(
+            "program", f"{config.program.name} imports wandb, which is not installed: {wandb_runs.INSTALL}"
+        )
     config._command = command.check(config.command)
     config._space = SearchSpace.from_specs(config.parameters, key="parameters")
     if config.method == "grid":
@@ -149,6 +168,23 @@ def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep
     if config.output_dir is None:
         config.output_dir = Path("results") / config.name
     return config
+
+
+#: Methods that propose from what trials reported: they need a metric.
+MODEL_BASED = ("bayes", "tpe", "gp", "cmaes", "nsga2")
+
+
+def _check_metric(config: SweepConfig) -> None:
+    """A sweep without a metric (W&B allows it for grid and random) can neither model nor prune."""
+    if config.metric is not None:
+        return
+    if config.method in MODEL_BASED:
+        raise ConfigError(
+            "metric",
+            f"required for method {config.method} (it models the metric); grid, random and qmc run without one",
+        )
+    if config.early_terminate is not None:
+        raise ConfigError("metric", "required with early_terminate (the pruner compares the metric's values)")
 
 
 def _one_line(err: ValidationError) -> ConfigError:

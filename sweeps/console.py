@@ -33,19 +33,23 @@ def ended_line(sweep: Sweep, status: Status) -> str:
 
 def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
     """``[3/8] trial 3 PRUNED val_loss=2.30406 | lr=0.001644 | 0.6s | best val_loss=0.420724 (trial 1)``."""
-    metric, run_cap = sweep.config.metric.name, sweep.config.run_cap
+    metric, run_cap = sweep.config.metric_name, sweep.config.run_cap
     if trial.state == TrialState.FAIL:
-        outcome = f"({record.reason_headline(trial)})"
+        outcome = f" ({record.reason_headline(trial)})"
+    elif metric is None:
+        outcome = ""
     elif trial.value is not None:
-        outcome = f"{metric}={trial.value:.6g}"
+        outcome = f" {metric}={trial.value:.6g}"
     else:
-        outcome = "pruned"
+        outcome = " pruned"
     duration = f"{trial.duration.total_seconds():.1f}s" if trial.duration else "-"
     best = sweep.best
-    best_text = f"best {metric}={best.value:.6g} (trial {best.number})" if best else "no best yet"
+    best_text = f" | best {metric}={best.value:.6g} (trial {best.number})" if best else ""
+    if metric is not None and best is None:
+        best_text = " | no best yet"
     return (
-        f"[{sweep.finished:>{len(str(run_cap))}}/{run_cap}] trial {trial.number} {trial.state.name} {outcome} "
-        f"| {format_params(record.params(trial), short=True)} | {duration} | {best_text}"
+        f"[{sweep.finished:>{len(str(run_cap))}}/{run_cap}] trial {trial.number} {trial.state.name}{outcome} "
+        f"| {format_params(record.params(trial), short=True)} | {duration}{best_text}"
     )
 
 
@@ -53,10 +57,15 @@ def format_params(params: dict[str, Any], short: bool = False) -> str:
     return " ".join(f"{k}={v:.4g}" if short and isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def summary(study: optuna.Study) -> str:
-    """The final ``{trial_number: value}`` dict, then the best trial, as the tutorial printed them."""
+def summary(study: optuna.Study, metric: str | None) -> str:
+    """The final ``{trial_number: value}`` dict, then the best trial, as the tutorial printed them.
+
+    Without a metric the values are None, and there is no best trial.
+    """
     trials = study.get_trials(deepcopy=False)
-    values = {t.number: t.value for t in trials if record.has_ended(t)}
+    values = {t.number: t.value if metric else None for t in trials if record.has_ended(t)}
+    if metric is None:
+        return f"{values}\nno metric: no best trial"
     best = record.best_trial(trials, study.direction.name.lower())
     if best is None:
         return f"{values}\nno trial completed"

@@ -35,7 +35,8 @@ STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
 class TrialLog:
     """The sweep's trials as last read from the storage, their tally, and a version that moves when they change."""
 
-    def __init__(self, goal: str) -> None:
+    def __init__(self, goal: str | None) -> None:
+        """``goal`` None: a sweep without a metric."""
         self.goal = goal
         self.trials: list[FrozenTrial] = []
         self.tally = Tally(goal)
@@ -107,8 +108,10 @@ def config_view(config: SweepConfig) -> dict[str, Any]:
         "name": config.name,
         "program": str(config.program),
         "method": config.method,
-        "metric": f"{config.metric.goal} {config.metric.name}"
-        + (f" (target {config.metric.target:g})" if config.metric.target is not None else ""),
+        "metric": f"{config.goal} {config.metric_name}"
+        + (f" (target {config.target:g})" if config.target is not None else "")
+        if config.metric is not None
+        else "none (a trial is COMPLETE when its program exits 0)",
         "run_cap": config.run_cap,
         "parallel": config.parallel,
         "storage": redacted(config.storage),
@@ -123,22 +126,25 @@ def config_view(config: SweepConfig) -> dict[str, Any]:
     return view
 
 
-def trial_rows(log: TrialLog, metric: str) -> pd.DataFrame:
-    """The trials table: number, state, metric value, parameters, duration, failure reason."""
+def trial_rows(log: TrialLog, metric: str | None) -> pd.DataFrame:
+    """The trials table: number, state, metric value, parameters, what W&B logged, duration, failure reason."""
     import pandas as pd
 
     rows = []
     for t in log.trials:
         if t.state == TrialState.WAITING:  # a queued retry: not a trial yet
             continue
-        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, metric: t.value}
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
+        if metric is not None:
+            row[metric] = t.value
         row.update(record.params(t))
+        row.update({k: v for k, v in t.user_attrs.get(record.LOGGED_ATTR, {}).items() if k not in row})
         row["duration (s)"] = t.duration.total_seconds() if t.duration else None
         row["failure reason"] = record.reason_headline(t) if t.state == TrialState.FAIL else ""
         rows.append(row)
     frame = pd.DataFrame.from_records(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["trial", "state", metric, "duration (s)", "failure reason"])
+        return pd.DataFrame(columns=["trial", "state", *([metric] if metric else []), "duration (s)", "failure reason"])
     # the reason last, whatever parameters came first
     return frame[[c for c in frame.columns if c != "failure reason"] + ["failure reason"]]
 
@@ -148,6 +154,8 @@ def history(log: TrialLog, metric: str) -> pd.DataFrame:
     import pandas as pd
 
     rows, best = [], None
+    if log.goal is None:  # no metric
+        return pd.DataFrame(rows, columns=["trial", metric, "best so far"])
     for t in sorted((t for t in log.trials if record.has_value(t)), key=lambda t: t.number):
         best = t.value if best is None or record.better(t.value, best, log.goal) else best
         rows.append({"trial": t.number, metric: t.value, "best so far": best})
@@ -202,7 +210,7 @@ class Importance:
 
     def update(self, log: TrialLog, now: float | None = None) -> bool:
         """Recompute if due; whether the values changed."""
-        complete = [t for t in log.trials if record.has_value(t)]
+        complete = [t for t in log.trials if record.has_value(t)] if log.goal is not None else []
         if not self.due(len(complete), now):
             return False
         started = time.monotonic()

@@ -31,7 +31,7 @@ class Exports:
     SECONDS = 1.0
     SHARE = 0.05
 
-    def __init__(self, output_dir: Path, metric: str, goal: str) -> None:
+    def __init__(self, output_dir: Path, metric: str | None, goal: str) -> None:
         self.output_dir, self.metric, self.goal = Path(output_dir), metric, goal
         self._written = -float("inf")  # when (monotonic)
         self._every = self.SECONDS
@@ -46,35 +46,41 @@ class Exports:
         self._every = max(self.SECONDS, (self._written - started) / self.SHARE)
 
 
-def write_exports(trials: Sequence[FrozenTrial], output_dir: Path, metric: str, goal: str) -> None:
+def write_exports(trials: Sequence[FrozenTrial], output_dir: Path, metric: str | None, goal: str) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(output_dir / "trials.csv", trials_csv(trials))
+    _write_atomically(output_dir / "trials.csv", trials_csv(trials, metric))
     best = best_json(trials, metric, goal)
     if best is not None:
         _write_atomically(output_dir / "best.json", best)
 
 
-def best_json(trials: Sequence[FrozenTrial], metric: str, goal: str) -> str | None:
-    """``best.json``: the best trial's number, value and parameters; None before a trial completed."""
-    best = record.best_trial(trials, goal)
+def best_json(trials: Sequence[FrozenTrial], metric: str | None, goal: str) -> str | None:
+    """``best.json``: the best trial's number, value and parameters; None before a trial completed,
+    and for a sweep without a metric."""
+    best = record.best_trial(trials, goal if metric else None)
     if best is None:
         return None
     summary = {"number": best.number, "metric": metric, "value": best.value, "params": record.params(best)}
     return json.dumps(summary, indent=2) + "\n"
 
 
-def trials_csv(trials: Sequence[FrozenTrial]) -> str:
+def trials_csv(trials: Sequence[FrozenTrial], metric: str | None = "value") -> str:
+    """One row per trial: its number, state, value (blank for a sweep without a metric), parameters,
+    what its W&B run logged last, times, retries and failure reason."""
     params = list(dict.fromkeys(name for t in trials for name in record.params(t)))
+    taken = {*FIXED_COLUMNS, *params}
+    logged = list(dict.fromkeys(k for t in trials for k in t.user_attrs.get(record.LOGGED_ATTR, {}) if k not in taken))
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(FIXED_COLUMNS[:3] + params + FIXED_COLUMNS[3:])
+    writer.writerow(FIXED_COLUMNS[:3] + params + logged + FIXED_COLUMNS[3:])
     for t in trials:
         if t.state == TrialState.WAITING:
             continue
-        values = record.params(t)
+        values, last = record.params(t), t.user_attrs.get(record.LOGGED_ATTR, {})
         writer.writerow(
-            [t.number, t.state.name, _blank(t.value)]
+            [t.number, t.state.name, _blank(t.value if metric else None)]
             + [_blank(values.get(name)) for name in params]
+            + [_blank(last.get(name)) for name in logged]
             + [
                 _blank(t.duration.total_seconds() if t.duration else None),
                 _blank(t.datetime_start and t.datetime_start.isoformat(timespec="seconds")),

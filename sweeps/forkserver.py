@@ -48,6 +48,7 @@ class ForkServer:
         self._socket: socket.socket | None = None
         self._process: subprocess.Popen | None = None
         self._pending = b""
+        self._loads_wandb = False
 
     def spawn(self, run: ScriptRun, out_w: int, err_w: int, res_w: int) -> int:
         """Start ``run`` in a new child writing to those pipes; its pid.
@@ -66,6 +67,13 @@ class ForkServer:
             except (OSError, ServerLost):
                 self.close()
         raise ServerLost(f"the fork server of {self.program} ended")
+
+    @property
+    def loads_wandb(self) -> bool:
+        """Whether the script's imports, loaded by the server, include wandb (maybe through a module of its own)."""
+        if self._socket is None:
+            self._start()
+        return self._loads_wandb
 
     def fileno(self) -> int:
         """Readable once the running child has ended (its status is waiting), or the server has."""
@@ -109,6 +117,7 @@ class ForkServer:
         self._process = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         theirs.close()
         self._socket = ours
+        self._loads_wandb = bool(self._receive()["wandb"])  # once its imports are loaded: it is ready
 
     def _receive(self) -> dict[str, Any]:
         assert self._socket is not None
@@ -146,6 +155,7 @@ def serve() -> None:
     if program:
         import_dependencies(program)
     packages = trainer_packages(program) if program else []  # once the imports are loaded
+    connection.sendall(_message({"wandb": "wandb" in sys.modules}))  # a module of the script's may import it
     pending = b""
     while True:
         request, pending, fds = _read_message(connection, pending)

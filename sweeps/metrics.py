@@ -8,7 +8,9 @@ still runs.
 A traced Lightning ``Trainer`` (``sweeps.trainer``) reports through the same stream, on lines
 tagged ``[sweeps]``. The script's own lines win: the trainer's values are taken only while the
 script has printed no value of the metric (a script that prints it at each epoch end prints it
-before the trainer's line for that epoch, so only its own values count).
+before the trainer's line for that epoch, so only its own values count). A traced W&B run
+(``sweeps.wandb_runs``) reports on lines tagged ``[sweeps-wandb]``: what the script logs is its
+own report, as a printed line is, and the run's summary is the final value, as W&B takes it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from sweeps import trainer
+from sweeps import trainer, wandb_runs
 
 _TOKEN = re.compile(r"(?:^|(?<=[\s,;]))([A-Za-z_][\w.\-/]*)=([^\s,;]+)")
 _STEP_NAMES = ("epoch", "step")
@@ -42,13 +44,16 @@ class MetricReader:
 
     Every line carrying the metric is an intermediate value, at the step given by an ``epoch=`` or
     ``step=`` on the same line, else at the count of such lines so far; the last one is the
-    final value. The last lines of output are kept for failure reasons.
+    final value, unless a W&B run's summary says otherwise. The last lines of output are kept for
+    failure reasons. ``metric`` is None for a sweep without one: only what W&B logged is kept.
     """
 
-    metric: str
+    metric: str | None
     tail_lines: int = 20
     values: list[tuple[int, float]] = field(default_factory=list)
-    printed: bool = False  # the script printed the metric itself (not only the traced trainer)
+    logged: dict[str, float] = field(default_factory=dict)  # the last value of every number a W&B run logged
+    summary: float | None = None  # the metric in the W&B run's summary
+    printed: bool = False  # the script reported the metric itself (not only the traced trainer)
     traced: bool = False  # a traced Trainer reports, and stops by itself when pruned
     checkpoint: str | None = None  # the traced Trainer's best checkpoint
     started: float = field(default_factory=time.monotonic)
@@ -77,6 +82,8 @@ class MetricReader:
 
     @property
     def final(self) -> float | None:
+        if self.summary is not None:
+            return self.summary
         return self.values[-1][1] if self.values else None
 
     @property
@@ -85,6 +92,9 @@ class MetricReader:
 
     def _read_line(self, line: str) -> None:
         line = line.rstrip("\r")
+        if line.startswith(wandb_runs.TAG):  # not output a user wrote: not in the tail
+            self._read_wandb_line(line[len(wandb_runs.TAG) :].strip())
+            return
         self._tail.append(line)
         if line.startswith(trainer.TAG):
             self._read_trainer_line(line[len(trainer.TAG) :].strip())
@@ -107,6 +117,19 @@ class MetricReader:
             found = parse_line(rest)
             if self.metric in found and not self.printed:
                 self._add(found)
+
+    def _read_wandb_line(self, rest: str) -> None:
+        kind, content = wandb_runs.read(rest)
+        if kind == wandb_runs.LOG:
+            logged = content["logged"]
+            self.logged.update(logged)
+            if self.metric in logged:
+                self.printed = True
+                self.values.append((int(content["step"]), logged[self.metric]))
+        elif kind == wandb_runs.SUMMARY:
+            self.logged.update(content)
+            if self.metric in content:
+                self.summary = content[self.metric]
 
     def prune_grace(self) -> float:
         """Seconds a pruned trial may take to stop by itself: none unless a traced Trainer does it."""

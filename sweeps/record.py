@@ -24,6 +24,12 @@ RETRY_OF_ATTR, ATTEMPT_ATTR = "retry_of", "attempt"
 PRUNED_AT_ATTR = "pruned_at_step"
 #: The path of a traced Lightning Trainer's best checkpoint.
 CHECKPOINT_ATTR = "checkpoint"
+#: The last value of every number the trial's W&B run logged (its summary's, at the end).
+LOGGED_ATTR = "logged"
+
+#: Optuna stores a value with every COMPLETE trial; a sweep without a metric stores this one, which
+#: no reader of Sweeps shows (there is no best trial, no history, no importance).
+NO_METRIC_VALUE = 0.0
 
 #: The name under which Optuna samples the quantile of a parameter it has no distribution for.
 QUANTILE_SUFFIX = ":quantile"
@@ -80,13 +86,16 @@ def has_value(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.COMPLETE and trial.value is not None and math.isfinite(trial.value)
 
 
-def better(a: float, b: float, goal: str) -> bool:
+def better(a: float, b: float, goal: str | None) -> bool:
     """Whether value ``a`` is strictly better than ``b`` for ``goal`` (``minimize`` or ``maximize``)."""
     return a > b if goal == "maximize" else a < b
 
 
-def best_trial(trials: Iterable[FrozenTrial], goal: str) -> FrozenTrial | None:
-    """The COMPLETE trial with the best value (the first such, on a tie); None before one completed."""
+def best_trial(trials: Iterable[FrozenTrial], goal: str | None) -> FrozenTrial | None:
+    """The COMPLETE trial with the best value (the first such, on a tie); None before one completed,
+    and for a sweep without a metric (``goal`` None)."""
+    if goal is None:
+        return None
     best = None
     for trial in trials:
         if has_value(trial) and (best is None or better(trial.value, best.value, goal)):

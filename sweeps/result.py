@@ -14,7 +14,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from sweeps.metrics import MetricReader
-from sweeps.record import CHECKPOINT_ATTR
+from sweeps.record import CHECKPOINT_ATTR, LOGGED_ATTR
 from sweeps.supervise import ProcessEnd
 
 COMPLETE, PRUNED, FAIL = TrialState.COMPLETE.name, TrialState.PRUNED.name, TrialState.FAIL.name
@@ -57,17 +57,21 @@ def judge(
     of the metric's name that the script left behind, then from a traced Lightning Trainer's
     ``callback_metrics``.
     """
+    attrs: dict[str, Any] = {CHECKPOINT_ATTR: reader.checkpoint} if reader.checkpoint else {}
+    if reader.logged:
+        attrs[LOGGED_ATTR] = reader.logged
     if end.timed_out:
-        return TrialResult.failed(number, _with_tail(f"timeout after {timeout:g} s", reader), duration)
-    attrs = {CHECKPOINT_ATTR: reader.checkpoint} if reader.checkpoint else {}
+        return _failed(number, _with_tail(f"timeout after {timeout:g} s", reader), duration, attrs)
     if end.pruned:
         return TrialResult(number, PRUNED, value=reader.final, duration=duration, user_attrs=attrs)
     if end.error is not None:
-        return TrialResult.failed(number, _with_tail(end.error, reader), duration)
+        return _failed(number, _with_tail(end.error, reader), duration, attrs)
     if end.signal is not None:
-        return TrialResult.failed(number, _with_tail(f"killed by signal {_signal_name(end.signal)}", reader), duration)
+        return _failed(number, _with_tail(f"killed by signal {_signal_name(end.signal)}", reader), duration, attrs)
     if end.exit_code:
-        return TrialResult.failed(number, _with_tail(f"exit code {end.exit_code}", reader), duration)
+        return _failed(number, _with_tail(f"exit code {end.exit_code}", reader), duration, attrs)
+    if reader.metric is None:  # a sweep without a metric: the script ran to its end
+        return TrialResult(number, COMPLETE, duration=duration, user_attrs=attrs)
 
     value = reader.final if reader.printed else None
     if value is None and end.script_globals:
@@ -75,12 +79,16 @@ def judge(
     if value is None:
         value = reader.final  # the traced Trainer's
     if value is None:
-        return TrialResult.failed(number, f"no metric {reader.metric} reported", duration)
+        return _failed(number, f"no metric {reader.metric} reported", duration, attrs)
     if math.isnan(value):
-        return TrialResult.failed(number, "metric is NaN", duration)
+        return _failed(number, "metric is NaN", duration, attrs)
     if math.isinf(value):
-        return TrialResult.failed(number, "metric is inf", duration)
+        return _failed(number, "metric is inf", duration, attrs)
     return TrialResult(number, COMPLETE, value=value, duration=duration, user_attrs=attrs)
+
+
+def _failed(number: int, reason: str, duration: float, attrs: dict[str, Any]) -> TrialResult:
+    return TrialResult(number, FAIL, reason=reason, duration=duration, user_attrs=attrs)
 
 
 def _signal_name(number: int) -> str:

@@ -51,7 +51,7 @@ class Sweep:
         self.config = config
         self.study = study
         self.shared = shared  # other workers run trials of this study too
-        self.tally = Tally(config.metric.goal, config.metric.target)
+        self.tally = Tally(config.goal if config.metric else None, config.target)
         self.control = Control(study, shared)
         self._asked: dict[int, optuna.Trial] = {}  # trials this worker is running, by number
         self._reported: dict[int, int] = {}  # of those, how many intermediate values the study has
@@ -76,7 +76,7 @@ class Sweep:
         study = optuna.create_study(
             storage=open_storage(config.storage, config.heartbeat_interval, config.grace_period),
             study_name=config.name,
-            direction=config.metric.goal,
+            direction=config.goal,
             sampler=make_sampler(config.method, config.space, config.seed),
             pruner=config.early_terminate.build() if config.early_terminate else None,
             load_if_exists=True,
@@ -210,10 +210,10 @@ class Sweep:
         reaches the target (the sweep ends with it). Otherwise the next trial's sampler merely
         misses this one result, as it misses those of the trials still running.
         """
-        target = self.config.metric.target
+        target = self.config.target
         if not result.finished or target is None or result.value is None:
             return result.finished
-        return record.better(target, result.value, self.config.metric.goal)
+        return record.better(target, result.value, self.config.goal)
 
     def tell(self, result: TrialResult) -> FrozenTrial:
         """Store how the trial ended; queue its retry if one is owed. The trial as stored."""
@@ -227,7 +227,8 @@ class Sweep:
             for key, value in result.user_attrs.items():
                 trial.set_user_attr(key, value)
             if result.state == COMPLETE:
-                frozen = self.study.tell(trial, result.value, skip_if_finished=True)
+                value = record.NO_METRIC_VALUE if result.value is None else result.value
+                frozen = self.study.tell(trial, value, skip_if_finished=True)
             else:
                 frozen = self.study.tell(trial, state=TrialState[result.state], skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError:

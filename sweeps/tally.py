@@ -19,7 +19,8 @@ from sweeps import record
 class Tally:
     """Counts over a study's trials as stored, updated with :meth:`update`."""
 
-    def __init__(self, goal: str, target: float | None = None) -> None:
+    def __init__(self, goal: str | None, target: float | None = None) -> None:
+        """``goal``: ``minimize`` or ``maximize``; None for a sweep without a metric (no best trial)."""
         self.goal = goal
         self.target = target
         self.best: FrozenTrial | None = None  # the best COMPLETE trial so far
@@ -83,7 +84,7 @@ class Tally:
         self._ended[trial.state] += 1
         if record.counts_as_failure(trial):
             self.failures += 1
-        if not record.has_value(trial):
+        if self.goal is None or not record.has_value(trial):
             return
         if self.best is None or record.better(trial.value, self.best.value, self.goal):
             self.best = trial

@@ -111,7 +111,7 @@ def _installed(package: str) -> bool:
 class TrialHooks:
     """What the callback of one trial needs to know."""
 
-    metric: str
+    metric: str | None  # None: a sweep without a metric
     prune_file: str  # the work creates it when the pruner says stop
     root_dir: str  # the Trainer's default_root_dir unless the script sets one
 

@@ -110,6 +110,8 @@ BAD_CONFIGS = [
         "method grid needs a finite set",
     ),
     ({"method": "random"}, "run_cap", "required for method 'random'"),
+    ({"metric": None, "method": "bayes", "run_cap": 5}, "metric", "required for method bayes (it models the metric)"),
+    ({"metric": None, "early_terminate": {"type": "median"}}, "metric", "required with early_terminate"),
 ]
 
 
@@ -137,3 +139,11 @@ def test_yaml_errors_and_non_mappings_are_one_line(tmp_path):
         load_config(listing)
     with pytest.raises(ConfigError, match="cannot read sweep config"):
         load_config(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("method", ["grid", "random", "qmc"])
+def test_grid_random_and_qmc_run_without_a_metric(tmp_path, write_config, method):
+    config = report_config(tmp_path, method=method, run_cap=3)
+    del config["metric"]
+    loaded = load_config(write_config(config))
+    assert (loaded.metric, loaded.metric_name, loaded.goal, loaded.target) == (None, None, "minimize", None)

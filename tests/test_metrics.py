@@ -35,3 +35,26 @@ def test_reader_keeps_the_last_lines_for_failure_reasons():
     reader.write("a\nb\nc\n")
     assert reader.tail == "b\nc"
     assert reader.final is None
+
+
+def test_what_a_wandb_run_logs_is_the_scripts_own_report_and_its_summary_the_final_value():
+    from sweeps import wandb_runs
+
+    reader = MetricReader("loss")
+    reader.write(wandb_runs.line(wandb_runs.LOG, {"step": 0, "logged": {"loss": 3.0, "acc": 0.1}}) + "\n")
+    reader.write("epoch 1 done\n")
+    reader.write(wandb_runs.line(wandb_runs.LOG, {"step": 10, "logged": {"loss": 1.0}}) + "\n")
+    assert (reader.values, reader.final, reader.printed) == ([(0, 3.0), (10, 1.0)], 1.0, True)
+    reader.write(wandb_runs.line(wandb_runs.SUMMARY, {"loss": 2.0, "acc": 0.1, "best": 0.5}) + "\n")
+    reader.close()
+    assert reader.final == 2.0, "the summary, as W&B takes the run's value"
+    assert reader.logged == {"loss": 2.0, "acc": 0.1, "best": 0.5}
+    assert reader.tail == "epoch 1 done", "the tracer's lines are not the script's output"
+
+
+def test_a_reader_without_a_metric_keeps_what_was_logged():
+    from sweeps import wandb_runs
+
+    reader = MetricReader(None)
+    reader.write("loss=1\n" + wandb_runs.line(wandb_runs.LOG, {"step": 0, "logged": {"acc": 0.5}}) + "\n")
+    assert (reader.values, reader.final, reader.logged) == ([], None, {"acc": 0.5})

@@ -141,3 +141,29 @@ def test_exports_are_written_at_the_end(tmp_path):
     run(Worker(sweep, [Slot(lambda n, p: TrialResult(n, COMPLETE, value=p["x"]))], exports, say=lambda line: None))
     assert len((tmp_path / "out" / "trials.csv").read_text().splitlines()) == 6
     assert '"value": -2.5' in (tmp_path / "out" / "best.json").read_text()
+
+
+def test_a_sweep_without_a_metric_completes_the_trials_that_exit_0(tmp_path):
+    import csv
+
+    from sweeps.export import Exports
+
+    config = parse_config(report_config(tmp_path, method="grid", metric=None), base_dir=SCRIPTS)
+    sweep = Sweep.open(config)
+    lines = []
+    exports = Exports(tmp_path / "out", config.metric_name, config.goal)
+
+    def outcome(n, params):  # x = -2.5 fails; the rest exit 0
+        if params["x"] == -2.5:
+            return TrialResult.failed(n, "exit code 2")
+        return TrialResult(n, COMPLETE, user_attrs={"logged": {"acc": params["x"]}})
+
+    run(Worker(sweep, [Slot(outcome)], exports, say=lines.append))
+    trials = sweep.study.get_trials()
+    assert sweep.best is None and sweep.finished == 5
+    assert all(t.value == 0.0 for t in trials if t.state.name == "COMPLETE"), "Optuna's placeholder, shown nowhere"
+    assert any(line.startswith("[1/5] trial ") and " COMPLETE | x=" in line and "best" not in line for line in lines)
+    assert lines[-1].splitlines()[-1] == "no metric: no best trial"
+    rows = list(csv.DictReader((tmp_path / "out" / "trials.csv").open()))
+    assert {r["value"] for r in rows} == {""} and rows[0]["acc"] != ""
+    assert not (tmp_path / "out" / "best.json").exists()
