@@ -21,7 +21,7 @@ from components.fixes.shutdown import stop_app
 from components.page import render_fn
 from sweeps.config import SweepConfig
 from sweeps.control import Status
-from sweeps.dashboard import config_view
+from sweeps.dashboard import config_view, objectives_text
 from sweeps.storage import redacted
 
 
@@ -30,12 +30,11 @@ class HiPlotFlow(LightningFlow):
         super().__init__()
         self.sweep_name = config.name
         self.storage = config.storage
-        self.metric = config.metric_name  # None: a sweep without a metric
-        self.goal = config.goal if config.metric is not None else None
+        self.metrics = config.metric_names  # the objectives: none, one or several
+        self.directions = config.directions
         self.run_cap = config.run_cap
         self.description = (
-            f"{config.program.name} · method {config.method} · "
-            f"{f'{config.goal} {config.metric_name}' if config.metric else 'no metric'} · "
+            f"{config.program.name} · method {config.method} · {objectives_text(config)} · "
             f"{config.parallel} at once · {redacted(config.storage)}"
         )
         self.config = config_view(config)  # shown read-only

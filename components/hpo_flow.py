@@ -33,7 +33,7 @@ class HPOFlow(LightningFlow):
         self.status = Status.WAITING.value
         self.running: list[int | None] = [None] * config.parallel  # the trial each slot runs
         self.slots = List(
-            *(ObjectiveWork(config.launch, config.metric_name, config.trial_timeout) for _ in range(config.parallel))
+            *(ObjectiveWork(config.launch, config.metric_names, config.trial_timeout) for _ in range(config.parallel))
         )
         self.with_ui = with_ui
         if with_ui:
@@ -47,7 +47,7 @@ class HPOFlow(LightningFlow):
             # Once a second, also when no work reports: a shared sweep reads what the others did, and
             # a work whose process died is noticed.
             wake_flow_every(SYNC_SECONDS)
-            exports = Exports(config.output_dir, config.metric_name, config.goal)
+            exports = Exports(config.output_dir, config.metric_names, config.directions)
             self._worker = Worker(sweep, list(self.slots), exports)
         return self._worker
 

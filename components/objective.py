@@ -38,15 +38,15 @@ from sweeps.trainer import TrialHooks
 #: Intermediate values reach the flow at most this often (a script may print thousands a second).
 PUSH_SECONDS = 0.02
 #: The key of a result (in the work's state) holding the trial's intermediate values, as JSON text.
-VALUES_KEY = "values"
+INTERMEDIATE_KEY = "intermediate_values"
 
 
 class ObjectiveWork(TracerPythonScript):
-    def __init__(self, launch: Launch, metric: str | None, timeout: float | None = None) -> None:
+    def __init__(self, launch: Launch, metrics: list[str], timeout: float | None = None) -> None:
         # raise_exception=False: an error in the work must not stop the app (Lightning would, ~30 s later).
         super().__init__(script_path=launch.program, parallel=True, raise_exception=False)
         self._launch = launch
-        self.metric = metric
+        self.metrics = metrics  # the objectives: none, one or several
         self.timeout = timeout
         self.result: dict[str, Any] | None = None
         # The running trial's intermediate values, as JSON text: Lightning then sends it whole. (Its
@@ -65,7 +65,7 @@ class ObjectiveWork(TracerPythonScript):
 
     def result_of(self, number: int) -> TrialResult | None:
         if self.result is not None and self.result["number"] == number:
-            return TrialResult.from_dict({key: value for key, value in self.result.items() if key != VALUES_KEY})
+            return TrialResult.from_dict({key: value for key, value in self.result.items() if key != INTERMEDIATE_KEY})
         if self.has_failed:
             # Only an error outside the script gets here: run() reports the script's own.
             return TrialResult.failed(number, f"work failed: {self.status.message}")
@@ -75,7 +75,7 @@ class ObjectiveWork(TracerPythonScript):
 
     def values_of(self, number: int) -> list[tuple[int, float]]:
         if self.result is not None and self.result["number"] == number:
-            values = json.loads(self.result[VALUES_KEY])  # all of them: the last ones come with the result
+            values = json.loads(self.result[INTERMEDIATE_KEY])  # all of them: the last ones come with the result
         else:
             progress = json.loads(self.progress) if self.progress else None
             if progress is None or progress["number"] != number:
@@ -104,7 +104,7 @@ class ObjectiveWork(TracerPythonScript):
                 wandb_runs.uses_wandb(launch.program) or (launch.runs_warm and self._server.loads_wandb)
             )
         launch.log_dir.mkdir(parents=True, exist_ok=True)
-        reader = MetricReader(self.metric)
+        reader = MetricReader(self.metrics)
         prune_file = self._prune_file(number)
         started = pushed_at = time.monotonic()  # a trial that ends at once sends its values with its result
         pushed = 0
@@ -127,7 +127,7 @@ class ObjectiveWork(TracerPythonScript):
         reader.close()
         prune_file.unlink(missing_ok=True)
         result = judge(number, reader, end, time.monotonic() - started, self.timeout).to_dict()
-        self.result = {**result, VALUES_KEY: json.dumps(reader.values)}  # one change of state, not two
+        self.result = {**result, INTERMEDIATE_KEY: json.dumps(reader.values)}  # one change of state, not two
 
     def _script_run(self, number: int, params: dict[str, Any], prune_file: Path) -> ScriptRun:
         """What the trial's child runs: the program with the trial's arguments, or the sweep's command;
@@ -142,6 +142,6 @@ class ObjectiveWork(TracerPythonScript):
             env = wandb_runs.environment(trial_dir, params_file)
         if not launch.runs_warm:
             return ScriptRun(launch.program, command=launch.argv(number, params), env=env, wandb=self._wandb)
-        hooks = TrialHooks(self.metric, str(prune_file), str(launch.trial_dir(number)))
+        hooks = TrialHooks(str(prune_file), str(launch.trial_dir(number)))
         args = launch.warm_argv(number, params)
         return ScriptRun(launch.program, args, hooks=asdict(hooks), env=env, wandb=self._wandb)

@@ -55,13 +55,17 @@ def render_fn(state: Any) -> None:
     _controls(page)
     _live_status(page)
     _plot(page)
-    trials, history, importance = st.tabs(["Trials", "Optimisation history", "Parameter importance"])
-    with trials:
+    names = ["Trials", "Optimisation history", "Parameter importance"]
+    tabs = st.tabs([*names, "Pareto front"] if len(page.metrics) > 1 else names)
+    with tabs[0]:
         _trials_table(page)
-    with history:
+    with tabs[1]:
         _history(page)
-    with importance:
+    with tabs[2]:
         _importance(page)
+    if len(page.metrics) > 1:
+        with tabs[3]:
+            _pareto(page)
 
 
 class _Page:
@@ -72,11 +76,12 @@ class _Page:
 
         self.storage: str = state.storage
         self.study_name: str = state.sweep_name
-        self.metric: str = state.metric
+        self.metrics: list[str] = list(state.metrics)  # the objectives: none, one or several
+        self.directions: list[str] = list(state.directions)
         self.run_cap: int = state.run_cap
         self.launch = Launch.from_dict(state.launch)
-        self.log = TrialLog(state.goal)
-        self.importance = Importance()
+        self.log = TrialLog(self.directions)
+        self.importance = {objective: Importance() for objective in range(len(self.metrics))}
         self.drawn = -1  # the log's version the heavy parts were last drawn from
         self.controls_drawn_for: tuple[str | None, Request | None] = (None, None)  # the flow's status, a click
         self.drawn_at = 0.0
@@ -240,21 +245,41 @@ def _progress(page: _Page, flow: Any) -> None:
 
 
 def _best(page: _Page) -> None:
+    """The best trial and the command line that re-runs it; with several objectives, the Pareto set."""
     import streamlit as st
 
     from sweeps import record
-    from sweeps.console import format_params
+    from sweeps.console import format_params, format_values
 
-    best = page.log.tally.best
-    if page.metric is None:
+    if not page.metrics:
         st.caption(NO_METRIC)
         return
-    if best is None:
+    best = _best_trials(page)
+    if not best:
         st.caption("Best: no trial has completed yet")
         return
-    params = record.params(best)
-    st.markdown(f"Best: trial **{best.number}**, {page.metric} = **{best.value:.6g}** · {format_params(params)}")
-    st.code(page.launch.command_line(best.number, params), language="bash", wrap_lines=True)
+    if len(page.metrics) == 1:
+        (trial,) = best
+        params = record.params(trial)
+        st.markdown(
+            f"Best: trial **{trial.number}**, {page.metrics[0]} = **{trial.value:.6g}** · {format_params(params)}"
+        )
+        st.code(page.launch.command_line(trial.number, params), language="bash", wrap_lines=True)
+        return
+    with st.expander(f"Pareto set: {len(best)} trial{'s' * (len(best) != 1)} no other trial beats on every objective"):
+        for trial in sorted(best, key=lambda t: t.values):
+            params = record.params(trial)
+            st.markdown(
+                f"Trial **{trial.number}**: {format_values(page.metrics, trial.values)} · {format_params(params)}"
+            )
+            st.code(page.launch.command_line(trial.number, params), language="bash", wrap_lines=True)
+
+
+def _best_trials(page: _Page) -> list[Any]:
+    """The best trial, or the Pareto set; none without a metric."""
+    from sweeps import record
+
+    return page.derived("best", lambda log: record.best_trials(log.trials, page.directions))
 
 
 def _failures(page: _Page) -> None:
@@ -275,14 +300,18 @@ def _failures(page: _Page) -> None:
 def _plot(page: _Page) -> None:
     import streamlit as st
 
+    from sweeps.dashboard import reported_metrics
     from sweeps.hiplot import experiment
+
+    others = page.derived("reported", lambda log: reported_metrics(log, page.metrics))
+    chosen = [m for m in st.session_state.get("plot_metrics", []) if m in others]
 
     def component(log: Any) -> Any:
         fixes.apply(hiplot_component.FIXES)
         # One key for the page's life: the same component takes each new experiment, keeping what HiPlot
         # keeps across reloads (Keep/Exclude filters, colouring, axis order, hidden axes). HiPlot sends
         # its brushes back, for the plot's line.
-        return experiment(log.trials, page.metric).to_streamlit(key="hiplot", ret="brush_extents")
+        return experiment(log.trials, page.metrics, chosen).to_streamlit(key="hiplot", ret="brush_extents")
 
     @st.fragment  # brushing reruns this, not the whole page
     def plot() -> None:
@@ -294,11 +323,11 @@ def _plot(page: _Page) -> None:
         elif "brushed_shows" not in st.session_state and "plot" in st.session_state:
             st.session_state["brushed_shows"] = st.session_state["plot"][1]
         if st.session_state.get("live_plot", True) or "plot" not in st.session_state:
-            st.session_state["plot"] = page.derived("plot", component), page.log.tally.ended
+            st.session_state["plot"] = page.derived(f"plot:{chosen}", component), page.log.tally.ended
         st.session_state["plot"][0].display()  # (returns the brushes, which _brushed reads from the session)
 
     plot()
-    _exports(page)
+    _exports(page, others, chosen)
 
 
 def _brushed() -> bool:
@@ -328,14 +357,22 @@ def _plot_note(page: _Page) -> str:
     return "Drag along an axis to brush; while brushed, the plot holds still as trials end."
 
 
-def _exports(page: _Page) -> None:
+def _exports(page: _Page, others: list[str], chosen: list[str]) -> None:
+    """Live plot, the metrics the plot shows besides the objectives, and the files to download."""
     import streamlit as st
 
     from sweeps.export import best_json, trials_csv
     from sweeps.hiplot import standalone_html
 
-    trials, metric, goal = page.log.trials, page.metric, page.log.goal
-    live, csv, best, html = st.columns([3, 1, 1, 1])
+    trials, names, directions = page.log.trials, page.metrics, page.directions
+    live, more, csv, best, html = st.columns([2, 3, 1, 1, 1], vertical_alignment="bottom")
+    more.multiselect(
+        "More metrics on the plot",
+        others,
+        key="plot_metrics",
+        placeholder="every metric the trials reported" if others else "no other metric reported",
+        disabled=not others,
+    )
     live.toggle(
         "Live plot",
         value=True,
@@ -345,7 +382,7 @@ def _exports(page: _Page) -> None:
     # Built when clicked (callables), not on every rerun: at 10,000 trials each is a few MB.
     csv.download_button(
         "trials.csv",
-        lambda: trials_csv(trials),
+        lambda: trials_csv(trials, names),
         file_name="trials.csv",
         mime="text/csv",
         on_click="ignore",
@@ -354,17 +391,17 @@ def _exports(page: _Page) -> None:
     )
     best.download_button(
         "best.json",
-        lambda: best_json(trials, metric, goal) or "{}\n",
+        lambda: best_json(trials, names, directions) or "{}\n",
         file_name="best.json",
         mime="application/json",
         on_click="ignore",
         icon=":material/download:",
         width="stretch",
-        disabled=page.log.tally.best is None,
+        disabled=not _best_trials(page),
     )
     html.download_button(
         "plot.html",
-        lambda: standalone_html(trials, metric),
+        lambda: standalone_html(trials, names, chosen),
         file_name=f"{page.study_name}-hiplot.html",
         mime="text/html",
         on_click="ignore",
@@ -380,7 +417,7 @@ def _trials_table(page: _Page) -> None:
     def table() -> None:
         from sweeps.dashboard import STATES, trial_rows
 
-        rows = page.derived("rows", lambda log: trial_rows(log, page.metric))
+        rows = page.derived("rows", lambda log: trial_rows(log, page.metrics))
         shown = st.pills("State", STATES, selection_mode="multi", default=list(STATES), key="states")
         rows = rows[rows["state"].isin(shown)].sort_values("trial", ascending=False)
         st.caption(f"{len(rows)} trials · click a column's header to sort")
@@ -397,20 +434,31 @@ def _trials_table(page: _Page) -> None:
     table()
 
 
+def _objective(page: _Page, key: str) -> int:
+    """Which objective a chart follows: the one, or the one chosen above it."""
+    import streamlit as st
+
+    if len(page.metrics) <= 1:
+        return 0
+    return st.selectbox("Objective", range(len(page.metrics)), format_func=page.metrics.__getitem__, key=key)
+
+
 def _history(page: _Page) -> None:
     import altair as alt
     import streamlit as st
 
     from sweeps.dashboard import history
 
-    frame = page.derived("history", lambda log: history(log, page.metric))
+    objective = _objective(page, "history_objective")
+    frame = page.derived(f"history:{objective}", lambda log: history(log, page.metrics, objective))
     if frame.empty:
-        st.caption(NO_METRIC if page.metric is None else "No trial has completed yet.")
+        st.caption(NO_METRIC if not page.metrics else "No trial has completed yet.")
         return
+    name = page.metrics[objective]
     base = alt.Chart(frame).encode(x=alt.X("trial:Q", title="trial", axis=alt.Axis(format="d", tickMinStep=1)))
     points = base.mark_circle(size=50, opacity=0.7, color="#1f77b4").encode(
-        y=alt.Y(f"{_field(page.metric)}:Q", title=page.metric, scale=alt.Scale(zero=False)),
-        tooltip=["trial", alt.Tooltip(f"{_field(page.metric)}:Q", title=page.metric)],
+        y=alt.Y(f"{_field(name)}:Q", title=name, scale=alt.Scale(zero=False)),
+        tooltip=["trial", alt.Tooltip(f"{_field(name)}:Q", title=name)],
     )
     best = base.mark_line(interpolate="step-after", color="#d62728", strokeWidth=2).encode(y="best so far:Q")
     st.altair_chart((points + best).properties(height=360), width="stretch")
@@ -420,11 +468,14 @@ def _history(page: _Page) -> None:
 def _importance(page: _Page) -> None:
     import streamlit as st
 
-    importance = page.importance
-    importance.update(page.log)
+    if not page.metrics:
+        st.caption(NO_METRIC)
+        return
+    objective = _objective(page, "importance_objective")
+    importance = page.importance[objective]
+    importance.update(page.log, objective)
     if not importance.values:
-        waiting = f"Shown once {importance.MIN_TRIALS} trials have completed (Optuna's get_param_importances)."
-        st.caption(NO_METRIC if page.metric is None else waiting)
+        st.caption(f"Shown once {importance.MIN_TRIALS} trials have completed (Optuna's get_param_importances).")
         return
     import altair as alt
     import pandas as pd
@@ -444,6 +495,53 @@ def _importance(page: _Page) -> None:
         f"Optuna's importance (get_param_importances) over {min(importance.based_on, importance.SAMPLE)} "
         f"of {importance.based_on} "
         f"COMPLETE trials ({importance.seconds:.1f} s); recomputed when their number has grown by a fifth."
+    )
+
+
+def _pareto(page: _Page) -> None:
+    """Two objectives of every COMPLETE trial; the trials no other beats on both, highlighted and joined."""
+    import altair as alt
+    import streamlit as st
+
+    from sweeps.dashboard import pareto
+
+    left, right = st.columns(2)
+    choices, label = range(len(page.metrics)), page.metrics.__getitem__
+    x = left.selectbox("x", choices, index=0, format_func=label, key="pareto_x")
+    y = right.selectbox("y", choices, index=1, format_func=label, key="pareto_y")
+    if x == y:
+        st.caption("Choose two different objectives.")
+        return
+    frame = page.derived(f"pareto:{x}:{y}", lambda log: pareto(log, page.metrics, x, y))
+    if frame.empty:
+        st.caption("No trial has completed yet.")
+        return
+    frame = frame.assign(on=frame["front"].map({True: "on the front", False: "dominated"}))
+    fx, fy = f"{_field(page.metrics[x])}:Q", f"{_field(page.metrics[y])}:Q"
+    tooltip = ["trial", alt.Tooltip(fx, title=page.metrics[x]), alt.Tooltip(fy, title=page.metrics[y])]
+    colour = alt.Color(
+        "on:N", title=None, scale=alt.Scale(domain=["on the front", "dominated"], range=["#d62728", "#9aa6b2"])
+    )
+    points = (
+        alt.Chart(frame)
+        .mark_circle(size=70, opacity=0.85)
+        .encode(
+            x=alt.X(fx, title=page.metrics[x], scale=alt.Scale(zero=False)),
+            y=alt.Y(fy, title=page.metrics[y], scale=alt.Scale(zero=False)),
+            color=colour,
+            tooltip=tooltip,
+        )
+    )
+    # The edge of what the front dominates: a point covers what lies beyond it along x.
+    step = "step-after" if page.directions[x] == "minimize" else "step-before"
+    front = alt.Chart(frame[frame["front"]]).mark_line(color="#d62728", interpolate=step).encode(x=fx, y=fy)
+    # SVG, not canvas: each trial is a mark of the page (what a browser test reads).
+    chart = (front + points).properties(height=420, usermeta={"embedOptions": {"renderer": "svg"}})
+    st.altair_chart(chart, width="stretch")
+    st.caption(
+        f"{int(frame['front'].sum())} of {len(frame)} COMPLETE trials on the front of these two objectives "
+        f"({page.directions[x]} {page.metrics[x]}, {page.directions[y]} {page.metrics[y]}); "
+        "hover a point for its trial."
     )
 
 

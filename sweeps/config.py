@@ -8,6 +8,7 @@ raises :class:`ConfigError`, and :func:`load_config` is the only way in.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,19 @@ class Metric(_Strict):
     target: float | None = None
 
 
+class Scheduler(_Strict):
+    """W&B 0.31's ``scheduler``: which engine proposes the trials. Here both it names run on Optuna."""
+
+    engine: Literal["wandb", "optuna"] = "wandb"
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _runs_here(cls, engine: object) -> object:
+        if engine == "ax":
+            raise ValueError("ax is not available: Sweeps runs every sweep on Optuna (engine: wandb or optuna)")
+        return engine
+
+
 class SweepConfig(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -56,6 +70,8 @@ class SweepConfig(_Strict):
     program: Path
     method: Literal[METHODS] = "bayes"  # type: ignore[valid-type]
     metric: Metric | None = None  # W&B runs a grid or random sweep without one
+    metrics: list[Metric] | None = Field(default=None, min_length=1)  # several objectives (W&B 0.31)
+    scheduler: Scheduler | None = None
     parameters: dict[str, ParameterSpec] = Field(min_length=1)
     run_cap: PositiveInt | None = Field(default=None, alias="n_trials")  # filled in by parse_config
     parallel: PositiveInt = 2
@@ -101,18 +117,24 @@ class SweepConfig(_Strict):
         return Launch(str(self.program), self._command, str(Path(self.output_dir).resolve()))
 
     @property
-    def metric_name(self) -> str | None:
-        """The metric the trials report, None for a sweep without one."""
-        return self.metric.name if self.metric is not None else None
+    def objectives(self) -> list[Metric]:
+        """What the sweep optimises: ``metrics``, or ``metric``; none for a sweep without a metric."""
+        return self.metrics or ([self.metric] if self.metric is not None else [])
 
     @property
-    def goal(self) -> str:
-        """``minimize`` or ``maximize`` (Optuna's study needs a direction even without a metric)."""
-        return self.metric.goal if self.metric is not None else "minimize"
+    def metric_names(self) -> list[str]:
+        return [m.name for m in self.objectives]
+
+    @property
+    def directions(self) -> list[str]:
+        """Each objective's goal (``minimize``, ``maximize``), as Optuna's study takes them."""
+        return [m.goal for m in self.objectives]
 
     @property
     def target(self) -> float | None:
-        return self.metric.target if self.metric is not None else None
+        """Reached by the one objective: the sweep ends (never with several objectives)."""
+        objectives = self.objectives
+        return objectives[0].target if len(objectives) == 1 else None
 
     @property
     def ignored_keys(self) -> list[str]:
@@ -170,13 +192,38 @@ def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep
     return config
 
 
+def goals_text(directions: Sequence[str], names: Sequence[str] | None = None) -> str:
+    """``minimize loss, maximize accuracy``; the goals alone where the names are not known."""
+    if names is None:
+        return ", ".join(directions)
+    return ", ".join(f"{goal} {name}" for goal, name in zip(directions, names, strict=True))
+
+
 #: Methods that propose from what trials reported: they need a metric.
 MODEL_BASED = ("bayes", "tpe", "gp", "cmaes", "nsga2")
+#: Methods that optimise one objective only.
+SINGLE_OBJECTIVE = ("cmaes",)
 
 
 def _check_metric(config: SweepConfig) -> None:
-    """A sweep without a metric (W&B allows it for grid and random) can neither model nor prune."""
-    if config.metric is not None:
+    """A sweep without a metric (W&B allows it for grid and random) can neither model nor prune; one of
+    several objectives can neither prune (Optuna's pruners follow one curve) nor reach a target."""
+    if config.metric is not None and config.metrics is not None:
+        raise ConfigError("metrics", "give metric (one objective) or metrics (several), not both")
+    names = [m.name for m in config.metrics or []]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"metrics[{i}].name", f"{name} is already an objective; give each metric once")
+    if config.metrics is not None and len(config.metrics) > 1:
+        if config.method in SINGLE_OBJECTIVE:
+            several = ", ".join(m for m in METHODS if m not in SINGLE_OBJECTIVE)
+            raise ConfigError("method", f"{config.method} optimises one objective; with several metrics use {several}")
+        if config.early_terminate is not None:
+            raise ConfigError("early_terminate", "a pruner follows one objective's curve: not with several metrics")
+        for i, metric in enumerate(config.metrics):
+            if metric.target is not None:
+                raise ConfigError(f"metrics[{i}].target", "a target ends a sweep on one objective: not with several")
+    if config.objectives:
         return
     if config.method in MODEL_BASED:
         raise ConfigError(
@@ -196,9 +243,8 @@ def _one_line(err: ValidationError) -> ConfigError:
         pruner, loc = PRUNERS[loc[1]], (loc[0], *loc[2:])
     if len(loc) > 1 and loc[-2] in ("min", "max", "q"):
         # ``int | float`` adds the union member to the path: not a key the user wrote.
-        key = ".".join(str(part) for part in loc[:-1])
-        return ConfigError(key, f"should be a number (got {first.get('input')!r})")
-    key = ".".join(str(part) for part in loc)
+        return ConfigError(_key(loc[:-1]), f"should be a number (got {first.get('input')!r})")
+    key = _key(loc)
     if kind == "extra_forbidden":
         model = pruner or _model_at(loc[:-1])
         valid = ", ".join(f.alias or name for name, f in model.model_fields.items()) if model else "see the README"
@@ -210,6 +256,11 @@ def _one_line(err: ValidationError) -> ConfigError:
     if kind == "value_error":
         return ConfigError(key, str(first["ctx"]["error"]))
     return ConfigError(key, f"{first['msg']} (got {first.get('input')!r})")
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    """``metrics[1].goal``: the path as the user's YAML has it (pydantic says ``metrics.1.goal``)."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -225,6 +276,11 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             model = ParameterSpec
         elif part == "metric":
             model = Metric
+        elif part == "metrics" and parts:
+            parts.pop(0)  # the metric's place in the list
+            model = Metric
+        elif part == "scheduler":
+            model = Scheduler
         else:
             return None
     return model

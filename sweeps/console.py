@@ -7,6 +7,7 @@ is written here, in one voice.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -33,43 +34,55 @@ def ended_line(sweep: Sweep, status: Status) -> str:
 
 def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
     """``[3/8] trial 3 PRUNED val_loss=2.30406 | lr=0.001644 | 0.6s | best val_loss=0.420724 (trial 1)``."""
-    metric, run_cap = sweep.config.metric_name, sweep.config.run_cap
+    names, run_cap = sweep.config.metric_names, sweep.config.run_cap
     if trial.state == TrialState.FAIL:
         outcome = f" ({record.reason_headline(trial)})"
-    elif metric is None:
+    elif not names:
         outcome = ""
-    elif trial.value is not None:
-        outcome = f" {metric}={trial.value:.6g}"
+    elif trial.values is not None:
+        outcome = " " + format_values(names, trial.values)
     else:
         outcome = " pruned"
     duration = f"{trial.duration.total_seconds():.1f}s" if trial.duration else "-"
-    best = sweep.best
-    best_text = f" | best {metric}={best.value:.6g} (trial {best.number})" if best else ""
-    if metric is not None and best is None:
-        best_text = " | no best yet"
+    best, best_text = sweep.best, ""
+    if len(names) == 1:
+        best_text = f" | best {format_values(names, best.values)} (trial {best.number})" if best else " | no best yet"
     return (
         f"[{sweep.finished:>{len(str(run_cap))}}/{run_cap}] trial {trial.number} {trial.state.name}{outcome} "
         f"| {format_params(record.params(trial), short=True)} | {duration}{best_text}"
     )
 
 
+def format_values(names: Sequence[str], values: Sequence[float]) -> str:
+    """``loss=0.41 latency=12.5``: a trial's objectives."""
+    return " ".join(f"{name}={value:.6g}" for name, value in zip(names, values, strict=True))
+
+
 def format_params(params: dict[str, Any], short: bool = False) -> str:
     return " ".join(f"{k}={v:.4g}" if short and isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def summary(study: optuna.Study, metric: str | None) -> str:
+def summary(study: optuna.Study, names: Sequence[str]) -> str:
     """The final ``{trial_number: value}`` dict, then the best trial, as the tutorial printed them.
 
-    Without a metric the values are None, and there is no best trial.
+    Without a metric the values are None, and there is no best trial; with several objectives each
+    value is a list, and the best trials are the Pareto set, a line each.
     """
     trials = study.get_trials(deepcopy=False)
-    values = {t.number: t.value if metric else None for t in trials if record.has_ended(t)}
-    if metric is None:
-        return f"{values}\nno metric: no best trial"
-    best = record.best_trial(trials, study.direction.name.lower())
-    if best is None:
-        return f"{values}\nno trial completed"
-    return f"{values}\nbest trial {best.number}: value={best.value!r} {format_params(record.params(best))}"
+    ended = [t for t in trials if record.has_ended(t)]
+    if not names:
+        return f"{ {t.number: None for t in ended} }\nno metric: no best trial"
+    if len(names) == 1:
+        best = record.best_trial(trials, study.direction.name.lower())
+        values = {t.number: t.value for t in ended}
+        if best is None:
+            return f"{values}\nno trial completed"
+        return f"{values}\nbest trial {best.number}: value={best.value!r} {format_params(record.params(best))}"
+    values = {t.number: t.values for t in ended}
+    pareto = record.best_trials(trials, [d.name.lower() for d in study.directions])
+    lines = [str(values), f"Pareto set: {len(pareto)} trials" if pareto else "no trial completed"]
+    lines += [f"  trial {t.number}: {format_values(names, t.values)} {format_params(record.params(t))}" for t in pareto]
+    return "\n".join(lines)
 
 
 def failure_summary(sweep: Sweep) -> str:

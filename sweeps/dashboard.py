@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,13 +21,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps import record
+from sweeps.config import SweepConfig, goals_text
 from sweeps.storage import redacted
 from sweeps.tally import Tally
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from sweeps.config import SweepConfig
 
 #: The states the page counts, in the order it shows them (a WAITING trial is a queued retry, not shown).
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
@@ -35,11 +35,11 @@ STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
 class TrialLog:
     """The sweep's trials as last read from the storage, their tally, and a version that moves when they change."""
 
-    def __init__(self, goal: str | None) -> None:
-        """``goal`` None: a sweep without a metric."""
-        self.goal = goal
+    def __init__(self, directions: Sequence[str]) -> None:
+        """``directions``: each objective's goal; none for a sweep without a metric."""
+        self.directions = list(directions)
         self.trials: list[FrozenTrial] = []
-        self.tally = Tally(goal)
+        self.tally = Tally(directions)
         self.version = 0
 
     def update(self, trials: Sequence[FrozenTrial]) -> bool:
@@ -102,16 +102,21 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds} s"
 
 
+def objectives_text(config: SweepConfig) -> str:
+    """``minimize val_loss (target 0.1)``, ``minimize loss, maximize accuracy``, or that there is none."""
+    if not config.objectives:
+        return "no metric (a trial is COMPLETE when its program exits 0)"
+    target = f" (target {config.target:g})" if config.target is not None else ""
+    return goals_text(config.directions, config.metric_names) + target
+
+
 def config_view(config: SweepConfig) -> dict[str, Any]:
     """The config as the page shows it, read-only: plain values, the space as the user wrote it."""
     view: dict[str, Any] = {
         "name": config.name,
         "program": str(config.program),
         "method": config.method,
-        "metric": f"{config.goal} {config.metric_name}"
-        + (f" (target {config.target:g})" if config.target is not None else "")
-        if config.metric is not None
-        else "none (a trial is COMPLETE when its program exits 0)",
+        "metric": objectives_text(config),
         "run_cap": config.run_cap,
         "parallel": config.parallel,
         "storage": redacted(config.storage),
@@ -126,8 +131,9 @@ def config_view(config: SweepConfig) -> dict[str, Any]:
     return view
 
 
-def trial_rows(log: TrialLog, metric: str | None) -> pd.DataFrame:
-    """The trials table: number, state, metric value, parameters, what W&B logged, duration, failure reason."""
+def trial_rows(log: TrialLog, names: Sequence[str]) -> pd.DataFrame:
+    """The trials table: number, state, each objective's value, parameters, every other metric reported,
+    duration, failure reason."""
     import pandas as pd
 
     rows = []
@@ -135,31 +141,63 @@ def trial_rows(log: TrialLog, metric: str | None) -> pd.DataFrame:
         if t.state == TrialState.WAITING:  # a queued retry: not a trial yet
             continue
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
-        if metric is not None:
-            row[metric] = t.value
+        row.update(zip(names, t.values if t.values is not None else [None] * len(names), strict=True))
         row.update(record.params(t))
-        row.update({k: v for k, v in t.user_attrs.get(record.LOGGED_ATTR, {}).items() if k not in row})
+        row.update({k: v for k, v in t.user_attrs.get(record.METRICS_ATTR, {}).items() if k not in row})
         row["duration (s)"] = t.duration.total_seconds() if t.duration else None
         row["failure reason"] = record.reason_headline(t) if t.state == TrialState.FAIL else ""
         rows.append(row)
     frame = pd.DataFrame.from_records(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["trial", "state", *([metric] if metric else []), "duration (s)", "failure reason"])
-    # the reason last, whatever parameters came first
-    return frame[[c for c in frame.columns if c != "failure reason"] + ["failure reason"]]
+        return pd.DataFrame(columns=["trial", "state", *names, "duration (s)", "failure reason"])
+    # duration and reason last, whatever parameters and metrics a later trial brought
+    last = ["duration (s)", "failure reason"]
+    return frame[[c for c in frame.columns if c not in last] + last]
 
 
-def history(log: TrialLog, metric: str) -> pd.DataFrame:
-    """The optimisation history: each COMPLETE trial's value and the best so far, by trial number."""
+def reported_metrics(log: TrialLog, names: Sequence[str]) -> list[str]:
+    """Every metric a trial reported that is neither an objective nor a parameter (a script may print
+    those back): what the plot may show besides."""
+    taken = {*names, *(name for t in log.trials for name in record.params(t))}
+    return list(
+        dict.fromkeys(k for t in log.trials for k in t.user_attrs.get(record.METRICS_ATTR, {}) if k not in taken)
+    )
+
+
+def history(log: TrialLog, names: Sequence[str], objective: int = 0) -> pd.DataFrame:
+    """The optimisation history of one objective: each COMPLETE trial's value of it and the best so far."""
     import pandas as pd
 
+    name = names[objective] if names else None
     rows, best = [], None
-    if log.goal is None:  # no metric
-        return pd.DataFrame(rows, columns=["trial", metric, "best so far"])
+    if name is None:  # no metric
+        return pd.DataFrame(rows, columns=["trial", name, "best so far"])
+    goal = log.directions[objective]
     for t in sorted((t for t in log.trials if record.has_value(t)), key=lambda t: t.number):
-        best = t.value if best is None or record.better(t.value, best, log.goal) else best
-        rows.append({"trial": t.number, metric: t.value, "best so far": best})
-    return pd.DataFrame(rows, columns=["trial", metric, "best so far"])
+        value = t.values[objective]
+        best = value if best is None or record.better(value, best, goal) else best
+        rows.append({"trial": t.number, name: value, "best so far": best})
+    return pd.DataFrame(rows, columns=["trial", name, "best so far"])
+
+
+def pareto(log: TrialLog, names: Sequence[str], x: int, y: int) -> pd.DataFrame:
+    """Two objectives of every COMPLETE trial, and whether it is on the front of those two."""
+    import pandas as pd
+
+    complete = [t for t in log.trials if record.has_value(t)]
+    projected = [_projected(t, (x, y)) for t in complete]
+    front = {t.number for t in record.best_trials(projected, [log.directions[x], log.directions[y]])}
+    rows = [
+        {"trial": t.number, names[x]: t.values[x], names[y]: t.values[y], "front": t.number in front} for t in complete
+    ]
+    return pd.DataFrame(rows, columns=["trial", names[x], names[y], "front"])
+
+
+def _projected(trial: FrozenTrial, objectives: Sequence[int]) -> FrozenTrial:
+    """The trial with only these objectives' values (Optuna's front takes a trial's values whole)."""
+    copy = optuna.trial.create_trial(state=trial.state, values=[trial.values[i] for i in objectives])
+    copy.number = trial.number
+    return copy
 
 
 @dataclass(frozen=True)
@@ -208,31 +246,40 @@ class Importance:
             return True
         return complete >= self.based_on * self.GROWTH and now - self._at >= self.MIN_SECONDS
 
-    def update(self, log: TrialLog, now: float | None = None) -> bool:
-        """Recompute if due; whether the values changed."""
-        complete = [t for t in log.trials if record.has_value(t)] if log.goal is not None else []
+    def update(self, log: TrialLog, objective: int = 0, now: float | None = None) -> bool:
+        """Recompute if due, for one objective; whether the values changed."""
+        complete = [t for t in log.trials if record.has_value(t)] if log.directions else []
         if not self.due(len(complete), now):
             return False
         started = time.monotonic()
-        self.values = param_importances(complete, log.goal, self.SAMPLE)
+        self.values = param_importances(complete, log.directions, self.SAMPLE, objective)
         self.seconds = time.monotonic() - started
         self.based_on = len(complete)
         self._at = time.monotonic() if now is None else now
         return True
 
 
-def param_importances(complete: Sequence[FrozenTrial], goal: str, sample: int) -> dict[str, float]:
-    """``optuna.importance.get_param_importances`` on at most ``sample`` of the COMPLETE trials.
+def param_importances(
+    complete: Sequence[FrozenTrial], directions: Sequence[str], sample: int, objective: int = 0
+) -> dict[str, float]:
+    """``optuna.importance.get_param_importances`` for one objective, on at most ``sample`` of the
+    COMPLETE trials.
 
     Optuna's importance needs a study; an in-memory copy holds the sample. Parameters sampled as
     quantiles are reported under their own name. Empty when the trials share no varying parameter.
     """
     if len(complete) > sample:
         complete = random.Random(len(complete)).sample(list(complete), sample)
-    study = optuna.create_study(direction=goal)
+    study = optuna.create_study(directions=list(directions))
     study.add_trials(complete)
+    target = None
+    if len(directions) > 1:  # Optuna's evaluator takes a target as to be minimised
+        sign = -1.0 if directions[objective] == "maximize" else 1.0
+        target = lambda t: sign * t.values[objective]  # noqa: E731
     try:
-        values = optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # that it minimises a target: it is signed so
+            warnings.simplefilter("ignore", UserWarning)
+            values = optuna.importance.get_param_importances(study, target=target)
     except (RuntimeError, ValueError):  # e.g. no parameter common to all the trials
         return {}
     return {name.removesuffix(record.QUANTILE_SUFFIX): value for name, value in values.items()}

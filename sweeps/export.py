@@ -31,8 +31,9 @@ class Exports:
     SECONDS = 1.0
     SHARE = 0.05
 
-    def __init__(self, output_dir: Path, metric: str | None, goal: str) -> None:
-        self.output_dir, self.metric, self.goal = Path(output_dir), metric, goal
+    def __init__(self, output_dir: Path, names: Sequence[str], directions: Sequence[str]) -> None:
+        """``names``, ``directions``: the sweep's objectives (none, one or several)."""
+        self.output_dir, self.names, self.directions = Path(output_dir), list(names), list(directions)
         self._written = -float("inf")  # when (monotonic)
         self._every = self.SECONDS
 
@@ -41,46 +42,64 @@ class Exports:
 
     def write(self, trials: Sequence[FrozenTrial]) -> None:
         started = time.monotonic()
-        write_exports(trials, self.output_dir, self.metric, self.goal)
+        write_exports(trials, self.output_dir, self.names, self.directions)
         self._written = time.monotonic()
         self._every = max(self.SECONDS, (self._written - started) / self.SHARE)
 
 
-def write_exports(trials: Sequence[FrozenTrial], output_dir: Path, metric: str | None, goal: str) -> None:
+def write_exports(
+    trials: Sequence[FrozenTrial], output_dir: Path, names: Sequence[str], directions: Sequence[str]
+) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(output_dir / "trials.csv", trials_csv(trials, metric))
-    best = best_json(trials, metric, goal)
+    _write_atomically(output_dir / "trials.csv", trials_csv(trials, names))
+    best = best_json(trials, names, directions)
     if best is not None:
         _write_atomically(output_dir / "best.json", best)
 
 
-def best_json(trials: Sequence[FrozenTrial], metric: str | None, goal: str) -> str | None:
-    """``best.json``: the best trial's number, value and parameters; None before a trial completed,
-    and for a sweep without a metric."""
-    best = record.best_trial(trials, goal if metric else None)
-    if best is None:
+def best_json(trials: Sequence[FrozenTrial], names: Sequence[str], directions: Sequence[str]) -> str | None:
+    """``best.json``: the best trial's number, value and parameters (one objective), or the Pareto set
+    (several); None before a trial completed, and for a sweep without a metric."""
+    best = record.best_trials(trials, directions)
+    if not best:
         return None
-    summary = {"number": best.number, "metric": metric, "value": best.value, "params": record.params(best)}
+    if len(names) == 1:
+        (trial,) = best
+        summary = {"number": trial.number, "metric": names[0], "value": trial.value, "params": record.params(trial)}
+    else:
+        summary = {
+            "metrics": [{"name": name, "goal": goal} for name, goal in zip(names, directions, strict=True)],
+            "pareto": [
+                {"number": t.number, "values": dict(zip(names, t.values, strict=True)), "params": record.params(t)}
+                for t in best
+            ],
+        }
     return json.dumps(summary, indent=2) + "\n"
 
 
-def trials_csv(trials: Sequence[FrozenTrial], metric: str | None = "value") -> str:
-    """One row per trial: its number, state, value (blank for a sweep without a metric), parameters,
-    what its W&B run logged last, times, retries and failure reason."""
+def trials_csv(trials: Sequence[FrozenTrial], names: Sequence[str] = ("value",)) -> str:
+    """One row per trial: its number, state, value (blank for a sweep without a metric; one column per
+    objective, named after it, for several), parameters, the last value of every other metric it
+    reported, times, retries and failure reason."""
+    objectives = ["value"] if len(names) <= 1 else list(names)
     params = list(dict.fromkeys(name for t in trials for name in record.params(t)))
-    taken = {*FIXED_COLUMNS, *params}
-    logged = list(dict.fromkeys(k for t in trials for k in t.user_attrs.get(record.LOGGED_ATTR, {}) if k not in taken))
+    taken = {*FIXED_COLUMNS, *objectives, *params}
+    metrics = list(
+        dict.fromkeys(k for t in trials for k in t.user_attrs.get(record.METRICS_ATTR, {}) if k not in taken)
+    )
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(FIXED_COLUMNS[:3] + params + logged + FIXED_COLUMNS[3:])
+    writer.writerow(FIXED_COLUMNS[:2] + objectives + params + metrics + FIXED_COLUMNS[3:])
     for t in trials:
         if t.state == TrialState.WAITING:
             continue
-        values, last = record.params(t), t.user_attrs.get(record.LOGGED_ATTR, {})
+        values, last = record.params(t), t.user_attrs.get(record.METRICS_ATTR, {})
+        shown = t.values if names and t.values is not None else [None] * len(objectives)
         writer.writerow(
-            [t.number, t.state.name, _blank(t.value if metric else None)]
+            [t.number, t.state.name]
+            + [_blank(v) for v in shown]
             + [_blank(values.get(name)) for name in params]
-            + [_blank(last.get(name)) for name in logged]
+            + [_blank(last.get(name)) for name in metrics]
             + [
                 _blank(t.duration.total_seconds() if t.duration else None),
                 _blank(t.datetime_start and t.datetime_start.isoformat(timespec="seconds")),

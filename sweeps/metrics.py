@@ -1,4 +1,4 @@
-"""Reading a trial's metric from what its script prints.
+"""Reading a trial's metrics from what its script prints.
 
 The convention is Katib's: ``name=value`` tokens on stdout, several per line allowed
 (``epoch=3 val_loss=0.41``). It needs no SDK in the script, works from any language, and a
@@ -40,20 +40,21 @@ def parse_line(line: str) -> dict[str, float]:
 
 @dataclass
 class MetricReader:
-    """Follows a trial's output as it is written and keeps what it says about one metric.
+    """Follows a trial's output as it is written and keeps what it says about the sweep's metrics.
 
-    Every line carrying the metric is an intermediate value, at the step given by an ``epoch=`` or
-    ``step=`` on the same line, else at the count of such lines so far; the last one is the
-    final value, unless a W&B run's summary says otherwise. The last lines of output are kept for
-    failure reasons. ``metric`` is None for a sweep without one: only what W&B logged is kept.
+    ``objectives`` are the metrics the sweep optimises: none, one or several. Every line carrying the
+    first is an intermediate value (what a pruner looks at), at the step given by an ``epoch=`` or
+    ``step=`` on the same line, else at the count of such lines so far. Each objective's value is
+    its last value reported, unless a W&B run's summary says otherwise. Every other metric reported
+    is kept too, its last value (:attr:`reported`). The last lines of output are kept for failure
+    reasons.
     """
 
-    metric: str | None
+    objectives: list[str]
     tail_lines: int = 20
-    values: list[tuple[int, float]] = field(default_factory=list)
-    logged: dict[str, float] = field(default_factory=dict)  # the last value of every number a W&B run logged
-    summary: float | None = None  # the metric in the W&B run's summary
-    printed: bool = False  # the script reported the metric itself (not only the traced trainer)
+    values: list[tuple[int, float]] = field(default_factory=list)  # the first objective's, as reported
+    by_script: dict[str, float] = field(default_factory=dict)  # last values: printed lines, W&B's log and summary
+    by_trainer: dict[str, float] = field(default_factory=dict)  # last values: a traced Trainer's callback_metrics
     traced: bool = False  # a traced Trainer reports, and stops by itself when pruned
     checkpoint: str | None = None  # the traced Trainer's best checkpoint
     started: float = field(default_factory=time.monotonic)
@@ -81,10 +82,24 @@ class MetricReader:
             self._partial = ""
 
     @property
+    def metric(self) -> str | None:
+        """The first objective: the one intermediate values and pruning follow."""
+        return self.objectives[0] if self.objectives else None
+
+    @property
+    def reported(self) -> dict[str, float]:
+        """The last value of every metric the trial reported, the script's own over its Trainer's."""
+        return {**self.by_trainer, **self.by_script}
+
+    @property
+    def printed(self) -> bool:
+        """Whether the script reported the first objective itself (not only its traced Trainer)."""
+        return self.metric in self.by_script
+
+    @property
     def final(self) -> float | None:
-        if self.summary is not None:
-            return self.summary
-        return self.values[-1][1] if self.values else None
+        """The first objective's value as reported (the script's own, else its Trainer's)."""
+        return self.reported.get(self.metric) if self.metric is not None else None
 
     @property
     def tail(self) -> str:
@@ -100,10 +115,13 @@ class MetricReader:
             self._read_trainer_line(line[len(trainer.TAG) :].strip())
             return
         found = parse_line(line)
-        if self.metric not in found:
-            return
-        self.printed = True
-        self._add(found)
+        if found:
+            self._script_reported(found, _step(found))
+
+    def _script_reported(self, found: dict[str, float], step: int | None) -> None:
+        self.by_script.update(found)
+        if self.metric in found:
+            self.values.append((step if step is not None else len(self.values), found[self.metric]))
 
     def _read_trainer_line(self, rest: str) -> None:
         kind, _, rest = rest.partition(" ")
@@ -115,26 +133,23 @@ class MetricReader:
             if kind == trainer.VALIDATION:
                 self.validation_times.append(time.monotonic())
             found = parse_line(rest)
+            self.by_trainer.update(found)
             if self.metric in found and not self.printed:
-                self._add(found)
+                step = _step(found)
+                self.values.append((step if step is not None else len(self.values), found[self.metric]))
 
     def _read_wandb_line(self, rest: str) -> None:
         kind, content = wandb_runs.read(rest)
         if kind == wandb_runs.LOG:
-            logged = content["logged"]
-            self.logged.update(logged)
-            if self.metric in logged:
-                self.printed = True
-                self.values.append((int(content["step"]), logged[self.metric]))
+            self._script_reported(content["logged"], int(content["step"]))
         elif kind == wandb_runs.SUMMARY:
-            self.logged.update(content)
-            if self.metric in content:
-                self.summary = content[self.metric]
+            self.by_script.update(content)  # each key's value, as W&B takes it
 
     def prune_grace(self) -> float:
         """Seconds a pruned trial may take to stop by itself: none unless a traced Trainer does it."""
         return trainer.prune_grace(self.validation_times, self.started) if self.traced else 0.0
 
-    def _add(self, found: dict[str, float]) -> None:
-        step = next((found[s] for s in _STEP_NAMES if s in found and math.isfinite(found[s])), None)
-        self.values.append((int(step) if step is not None else len(self.values), found[self.metric]))
+
+def _step(found: dict[str, float]) -> int | None:
+    step = next((found[s] for s in _STEP_NAMES if s in found and math.isfinite(found[s])), None)
+    return int(step) if step is not None else None

@@ -9,13 +9,15 @@ with one line, before any of these can misbehave.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.study import StudyDirection
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 from packaging.specifiers import SpecifierSet
-
-from sweeps import record
 
 #: The Optuna releases whose internals this module was checked against (requirements.txt allows the same).
 WRITTEN_FOR = SpecifierSet(">=5.0,<6")
@@ -67,11 +69,11 @@ def as_created(trial: optuna.Trial) -> FrozenTrial:
     return trial._cached_frozen_trial
 
 
-def fail_trial(study: optuna.Study, trial_id: int, reason: str) -> FrozenTrial | None:
+def fail_trial(study: optuna.Study, trial_id: int, reason_attr: str, reason: str) -> FrozenTrial | None:
     """Fail a running trial that no ``optuna.Trial`` of this process holds, its reason written first
     (a trial cannot be changed once failed); None if it ended meanwhile (told, or failed by another)."""
     try:
-        study._storage.set_trial_user_attr(trial_id, record.REASON_ATTR, reason)
+        study._storage.set_trial_user_attr(trial_id, reason_attr, reason)
         study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return None
@@ -94,3 +96,8 @@ def rdb(study: optuna.Study) -> RDBStorage | None:
     """The relational database under Optuna's cache, if the study is in one."""
     backend = getattr(study._storage, "_backend", study._storage)
     return backend if isinstance(backend, RDBStorage) else None
+
+
+def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
+    """The COMPLETE trials no other trial dominates (``study.best_trials``, without a study to hold them)."""
+    return _get_pareto_front_trials_by_trials(list(trials), [StudyDirection[d.upper()] for d in directions])

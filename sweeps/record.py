@@ -3,16 +3,18 @@
 The storage is the sweep's one source of truth, read by the sweep itself, the exports, the console,
 the page and by other tools (optuna-dashboard). This module is the schema they share: the user
 attributes Sweeps sets, which states count towards ``run_cap``, the parameters as the script
-received them, and which trial is the best. It imports nothing of Sweeps.
+received them, and which trials are best.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
+
+from sweeps import optuna_internals
 
 #: Where a FAIL trial keeps its reason.
 REASON_ATTR = "fail_reason"
@@ -24,8 +26,11 @@ RETRY_OF_ATTR, ATTEMPT_ATTR = "retry_of", "attempt"
 PRUNED_AT_ATTR = "pruned_at_step"
 #: The path of a traced Lightning Trainer's best checkpoint.
 CHECKPOINT_ATTR = "checkpoint"
-#: The last value of every number the trial's W&B run logged (its summary's, at the end).
-LOGGED_ATTR = "logged"
+#: The last value of every metric the trial reported (printed lines, a Trainer's callback_metrics, W&B's log).
+METRICS_ATTR = "metrics"
+
+#: Set on the study of a sweep without a metric, whose values are placeholders: no metric is to be added.
+NO_METRIC_ATTR = "no_metric"
 
 #: Optuna stores a value with every COMPLETE trial; a sweep without a metric stores this one, which
 #: no reader of Sweeps shows (there is no best trial, no history, no importance).
@@ -82,13 +87,22 @@ def reason_headline(trial: FrozenTrial) -> str:
 
 
 def has_value(trial: FrozenTrial) -> bool:
-    """A COMPLETE trial with a finite value: one that can be the best."""
-    return trial.state == TrialState.COMPLETE and trial.value is not None and math.isfinite(trial.value)
+    """A COMPLETE trial with finite values: one that can be the best, or on the Pareto front."""
+    return trial.state == TrialState.COMPLETE and trial.values is not None and all(map(math.isfinite, trial.values))
 
 
 def better(a: float, b: float, goal: str | None) -> bool:
     """Whether value ``a`` is strictly better than ``b`` for ``goal`` (``minimize`` or ``maximize``)."""
     return a > b if goal == "maximize" else a < b
+
+
+def best_trials(trials: Iterable[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
+    """The trials that are best: none without a metric, the best one for one objective, the Pareto set
+    (the COMPLETE trials no other trial beats on every objective) for several."""
+    if len(directions) <= 1:
+        best = best_trial(trials, directions[0] if directions else None)
+        return [best] if best is not None else []
+    return optuna_internals.pareto_front([t for t in trials if has_value(t)], directions)
 
 
 def best_trial(trials: Iterable[FrozenTrial], goal: str | None) -> FrozenTrial | None:

@@ -44,7 +44,9 @@ def recover_interrupted(study: optuna.Study, max_retries: int) -> None:
     retried = {t.user_attrs.get(record.RETRY_OF_ATTR) for t in trials}
     for trial in trials:
         if trial.state == TrialState.RUNNING:
-            trial = optuna_internals.fail_trial(study, optuna_internals.trial_id(trial), record.INTERRUPTED)
+            trial = optuna_internals.fail_trial(
+                study, optuna_internals.trial_id(trial), record.REASON_ATTR, record.INTERRUPTED
+            )
         if trial is not None and trial.number not in retried and owes_retry(trial, max_retries):
             queue_retry(study, trial)
 
@@ -58,7 +60,7 @@ def fail_lost_trials(study: optuna.Study, max_retries: int) -> list[FrozenTrial]
     """
     lost = []
     for trial_id in optuna_internals.stale_trial_ids(study):
-        trial = optuna_internals.fail_trial(study, trial_id, record.WORKER_LOST)
+        trial = optuna_internals.fail_trial(study, trial_id, record.REASON_ATTR, record.WORKER_LOST)
         if trial is None:
             continue  # told meanwhile, by its worker or by another that found it lost
         lost.append(trial)

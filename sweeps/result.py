@@ -14,7 +14,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from sweeps.metrics import MetricReader
-from sweeps.record import CHECKPOINT_ATTR, LOGGED_ATTR
+from sweeps.record import CHECKPOINT_ATTR, METRICS_ATTR
 from sweeps.supervise import ProcessEnd
 
 COMPLETE, PRUNED, FAIL = TrialState.COMPLETE.name, TrialState.PRUNED.name, TrialState.FAIL.name
@@ -26,10 +26,11 @@ class TrialResult:
 
     number: int
     state: str  # COMPLETE, PRUNED or FAIL
-    value: float | None = None
+    value: float | None = None  # the objective's value, for a sweep of one objective
     reason: str | None = None
     duration: float = 0.0
     user_attrs: dict[str, Any] = field(default_factory=dict)  # more to keep on the trial, e.g. its checkpoint
+    values: list[float] | None = None  # each objective's value, for a sweep of several (as Optuna's ``values``)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,15 +52,17 @@ class TrialResult:
 def judge(
     number: int, reader: MetricReader, end: ProcessEnd, duration: float = 0.0, timeout: float | None = None
 ) -> TrialResult:
-    """Decide how a trial ended, from how its process ended and what it printed.
+    """Decide how a trial ended, from how its process ended and what it reported.
 
-    The metric is taken from the printed ``name=value`` lines first, then from a global variable
-    of the metric's name that the script left behind, then from a traced Lightning Trainer's
-    ``callback_metrics``.
+    Each objective's value is taken from what the script reported (printed ``name=value`` lines, a
+    W&B run's log and summary) first, then from a global variable of its name that the script left
+    behind, then from a traced Lightning Trainer's ``callback_metrics``. Every metric reported is
+    kept with the trial.
     """
     attrs: dict[str, Any] = {CHECKPOINT_ATTR: reader.checkpoint} if reader.checkpoint else {}
-    if reader.logged:
-        attrs[LOGGED_ATTR] = reader.logged
+    finite = {name: value for name, value in reader.reported.items() if math.isfinite(value)}
+    if finite:  # NaN and inf are not JSON, which the storage and the app's state are written in
+        attrs[METRICS_ATTR] = finite
     if end.timed_out:
         return _failed(number, _with_tail(f"timeout after {timeout:g} s", reader), duration, attrs)
     if end.pruned:
@@ -70,21 +73,26 @@ def judge(
         return _failed(number, _with_tail(f"killed by signal {_signal_name(end.signal)}", reader), duration, attrs)
     if end.exit_code:
         return _failed(number, _with_tail(f"exit code {end.exit_code}", reader), duration, attrs)
-    if reader.metric is None:  # a sweep without a metric: the script ran to its end
-        return TrialResult(number, COMPLETE, duration=duration, user_attrs=attrs)
 
-    value = reader.final if reader.printed else None
-    if value is None and end.script_globals:
-        value = end.script_globals.get(reader.metric)
-    if value is None:
-        value = reader.final  # the traced Trainer's
-    if value is None:
-        return _failed(number, f"no metric {reader.metric} reported", duration, attrs)
-    if math.isnan(value):
-        return _failed(number, "metric is NaN", duration, attrs)
-    if math.isinf(value):
-        return _failed(number, "metric is inf", duration, attrs)
-    return TrialResult(number, COMPLETE, value=value, duration=duration, user_attrs=attrs)
+    values = []
+    for name in reader.objectives:
+        value = reader.by_script.get(name)
+        if value is None and end.script_globals:
+            value = end.script_globals.get(name)
+        if value is None:
+            value = reader.by_trainer.get(name)
+        which = "metric" if len(reader.objectives) == 1 else f"metric {name}"
+        if value is None:
+            return _failed(number, f"no metric {name} reported", duration, attrs)
+        if math.isnan(value):
+            return _failed(number, f"{which} is NaN", duration, attrs)
+        if math.isinf(value):
+            return _failed(number, f"{which} is inf", duration, attrs)
+        values.append(value)
+    if len(values) > 1:
+        return TrialResult(number, COMPLETE, duration=duration, user_attrs=attrs, values=values)
+    # One objective, or none: the script ran to its end (a sweep without a metric).
+    return TrialResult(number, COMPLETE, value=values[0] if values else None, duration=duration, user_attrs=attrs)
 
 
 def _failed(number: int, reason: str, duration: float, attrs: dict[str, Any]) -> TrialResult:

@@ -13,6 +13,7 @@ import sys
 
 from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.storage import StorageBusy, StorageUnreachable, check_reachable, claim
+from sweeps.sweep import check_objectives
 
 
 def start_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
@@ -33,6 +34,10 @@ def start_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
         claim(config.storage)
     except (StorageBusy, StorageUnreachable) as err:
         sys.exit(f"sweeps: {err}")
+    try:
+        check_objectives(config)
+    except ConfigError as err:
+        sys.exit(f"sweeps: invalid sweep config: {err}")
     return config
 
 

@@ -21,8 +21,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps import optuna_internals, record, recovery
 from sweeps.command import script_args
-from sweeps.config import SweepConfig
+from sweeps.config import SweepConfig, goals_text
 from sweeps.control import Control, Request
+from sweeps.errors import ConfigError
 from sweeps.result import COMPLETE, TrialResult
 from sweeps.samplers import make_sampler
 from sweeps.shared import Heartbeats, ask_lock, ask_study
@@ -46,12 +47,32 @@ class TrialRequest:
         return script_args(self.params)
 
 
+def check_objectives(config: SweepConfig) -> None:
+    """Refuse to resume a stored sweep on other objectives than it was created with: their values
+    would be mixed in one study, and its best trials be meaningless."""
+    try:
+        study = optuna.load_study(study_name=config.name, storage=open_storage(config.storage))
+    except KeyError:  # a new sweep
+        return
+    if study.user_attrs.get(record.NO_METRIC_ATTR):
+        stored = "no metric"
+    else:  # a study made before Sweeps named its objectives has its directions only
+        stored = goals_text([d.name.lower() for d in study.directions], study.metric_names)
+    wanted = goals_text(config.directions, config.metric_names) or "no metric"
+    if stored not in (wanted, goals_text(config.directions)):
+        raise ConfigError(
+            "metrics" if config.metrics else "metric",
+            f"the stored sweep {config.name!r} optimises {stored}, not {wanted}: "
+            "keep its metrics, or give the sweep a new name",
+        )
+
+
 class Sweep:
     def __init__(self, config: SweepConfig, study: optuna.Study, shared: bool = False) -> None:
         self.config = config
         self.study = study
         self.shared = shared  # other workers run trials of this study too
-        self.tally = Tally(config.goal if config.metric else None, config.target)
+        self.tally = Tally(config.directions, config.target)
         self.control = Control(study, shared)
         self._asked: dict[int, optuna.Trial] = {}  # trials this worker is running, by number
         self._reported: dict[int, int] = {}  # of those, how many intermediate values the study has
@@ -76,11 +97,18 @@ class Sweep:
         study = optuna.create_study(
             storage=open_storage(config.storage, config.heartbeat_interval, config.grace_period),
             study_name=config.name,
-            direction=config.goal,
+            directions=config.directions or ["minimize"],  # Optuna's study needs one, even without a metric
             sampler=make_sampler(config.method, config.space, config.seed),
             pruner=config.early_terminate.build() if config.early_terminate else None,
             load_if_exists=True,
         )
+        # What the study optimises, for optuna-dashboard and for the next start (``check_objectives``).
+        if not config.objectives:
+            study.set_user_attr(record.NO_METRIC_ATTR, True)
+        elif study.metric_names is None:
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2: nothing the user can act on
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(config.metric_names)
         if sole_writer:
             recovery.recover_interrupted(study, config.max_retries)
         return cls(config, study, shared=not sole_writer)
@@ -187,10 +215,11 @@ class Sweep:
 
         ``values`` are all of the trial's ``(step, value)`` so far, as its script printed them;
         ``ended``: the last of them, the trial having ended. A trial that ended having printed its
-        metric once has no curve: that value is its result, and is not written a second time.
+        metric once has no curve: that value is its result, and is not written a second time. A
+        sweep of several objectives has no curves (Optuna keeps intermediate values of one).
         """
         trial, known = self._asked[number], self._reported.get(number, 0)
-        if ended and len(values) <= 1 and not known:
+        if (ended and len(values) <= 1 and not known) or len(self.config.objectives) != 1:
             return False
         with warnings.catch_warnings():  # a step printed twice: Optuna keeps the first, and says so
             warnings.simplefilter("ignore", UserWarning)
@@ -213,7 +242,7 @@ class Sweep:
         target = self.config.target
         if not result.finished or target is None or result.value is None:
             return result.finished
-        return record.better(target, result.value, self.config.goal)
+        return record.better(target, result.value, self.config.directions[0])
 
     def tell(self, result: TrialResult) -> FrozenTrial:
         """Store how the trial ended; queue its retry if one is owed. The trial as stored."""
@@ -227,8 +256,7 @@ class Sweep:
             for key, value in result.user_attrs.items():
                 trial.set_user_attr(key, value)
             if result.state == COMPLETE:
-                value = record.NO_METRIC_VALUE if result.value is None else result.value
-                frozen = self.study.tell(trial, value, skip_if_finished=True)
+                frozen = self.study.tell(trial, _values(result), skip_if_finished=True)
             else:
                 frozen = self.study.tell(trial, state=TrialState[result.state], skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -249,3 +277,11 @@ class Sweep:
         if queued or self.shared:
             self.sync()
         return frozen
+
+
+def _values(result: TrialResult) -> float | list[float]:
+    """What Optuna's ``tell`` takes for a COMPLETE trial: its value, its values (several objectives),
+    or, without a metric, the value Optuna needs and no reader shows."""
+    if result.values is not None:
+        return result.values
+    return record.NO_METRIC_VALUE if result.value is None else result.value

@@ -9,7 +9,7 @@ update looks only at trials it has not seen end, and costs a set lookup per ende
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
@@ -19,11 +19,13 @@ from sweeps import record
 class Tally:
     """Counts over a study's trials as stored, updated with :meth:`update`."""
 
-    def __init__(self, goal: str | None, target: float | None = None) -> None:
-        """``goal``: ``minimize`` or ``maximize``; None for a sweep without a metric (no best trial)."""
-        self.goal = goal
+    def __init__(self, directions: Sequence[str], target: float | None = None) -> None:
+        """``directions``: each objective's goal (``minimize``, ``maximize``): none for a sweep without a
+        metric, several for several objectives (whose best trials are a Pareto set, not a tally's)."""
+        self.directions = list(directions)
+        self.goal = directions[0] if len(directions) == 1 else None  # one objective: its best trial is kept
         self.target = target
-        self.best: FrozenTrial | None = None  # the best COMPLETE trial so far
+        self.best: FrozenTrial | None = None  # the best COMPLETE trial so far (one objective)
         self.failures = 0  # FAIL trials that count towards max_failures (not the interrupted or lost)
         self.target_reached = False
         self._ended: Counter[TrialState] = Counter()

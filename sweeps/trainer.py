@@ -22,8 +22,9 @@ import functools
 import importlib
 import importlib.util
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
@@ -46,12 +47,13 @@ PACKAGES = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_ligh
 
 #: A pruned traced trial gets at least this long to end by itself before it is killed.
 MIN_GRACE_SECONDS = 5.0
+#: A metric's name as a ``name=value`` line carries it (``sweeps.metrics``).
+_NAME = re.compile(r"[A-Za-z_][\w.\-/]*")
 
 
-def validation_line(metric: str, value: float | None, step_name: str, step: int, kind: str = VALIDATION) -> str:
-    """What the callback prints after a validation (``kind=FINAL``: at the end of fit)."""
-    value_part = "" if value is None else f" {metric}={value!r}"
-    return f"{TAG} {kind} {step_name}={step}{value_part}"
+def validation_line(metrics: Mapping[str, float], step_name: str, step: int, kind: str = VALIDATION) -> str:
+    """What the callback prints after a validation (``kind=FINAL``: at the end of fit): every metric."""
+    return f"{TAG} {kind} {step_name}={step}" + "".join(f" {name}={value!r}" for name, value in metrics.items())
 
 
 def checkpoint_line(path: str) -> str:
@@ -111,7 +113,6 @@ def _installed(package: str) -> bool:
 class TrialHooks:
     """What the callback of one trial needs to know."""
 
-    metric: str | None  # None: a sweep without a metric
     prune_file: str  # the work creates it when the pruner says stop
     root_dir: str  # the Trainer's default_root_dir unless the script sets one
 
@@ -156,11 +157,11 @@ def callback_class(package: str) -> type:
     base = importlib.import_module(package).Callback
 
     class SweepsCallback(base):  # type: ignore[misc, valid-type]
-        """Reports the metric after each validation, stops when the pruner said so, names the best checkpoint."""
+        """Reports the metrics after each validation, stops when the pruner said so, names the best checkpoint."""
 
         def __init__(self, hooks: TrialHooks) -> None:
             self.hooks = hooks
-            self.last: float | None = None
+            self.last: dict[str, float] = {}
             self.pruned = False
 
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
@@ -176,26 +177,34 @@ def callback_class(package: str) -> type:
         def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
             if not trainer.is_global_zero:
                 return
-            if not self.pruned and _metric(trainer, self.hooks.metric) not in (None, self.last):
-                self._print(trainer, FINAL)
+            changed = {k: v for k, v in _metrics(trainer).items() if self.last.get(k) != v}
+            if not self.pruned and changed:  # only what changed: an unchanged objective is no new value
+                self._print(trainer, FINAL, changed)
             path = best_checkpoint(trainer)
             if path:
                 print(checkpoint_line(os.path.abspath(path)), flush=True)
 
-        def _print(self, trainer: Any, kind: str) -> None:
-            value = _metric(trainer, self.hooks.metric)
+        def _print(self, trainer: Any, kind: str, metrics: dict[str, float] | None = None) -> None:
+            metrics = _metrics(trainer) if metrics is None else metrics
             step_name, step = _step(trainer)
-            print(validation_line(self.hooks.metric, value, step_name, step, kind), flush=True)
-            if value is not None:
-                self.last = value
+            print(validation_line(metrics, step_name, step, kind), flush=True)
+            self.last.update(metrics)
 
     return SweepsCallback
 
 
-def _metric(trainer: Any, name: str) -> float | None:
-    """The metric as the trainer has it now (a NaN too: the trial then fails ``metric is NaN``)."""
-    value = trainer.callback_metrics.get(name)
-    return None if value is None else float(value)
+def _metrics(trainer: Any) -> dict[str, float]:
+    """The trainer's ``callback_metrics`` now, the scalars whose names a ``name=value`` line can carry
+    (a NaN too: the trial then fails ``metric is NaN``)."""
+    found = {}
+    for name, value in trainer.callback_metrics.items():
+        if not _NAME.fullmatch(name) or name in ("epoch", "step"):
+            continue
+        try:
+            found[name] = float(value)
+        except (TypeError, ValueError, RuntimeError):  # not a scalar
+            continue
+    return found
 
 
 def _step(trainer: Any) -> tuple[str, int]:

@@ -119,7 +119,7 @@ class Worker:
         status = Status.GAVE_UP if sweep.gave_up else Status.STOPPED if sweep.stopped else Status.FINISHED
         self._set(status)
         self._say(console.ended_line(sweep, status))
-        self._say(console.summary(sweep.study, sweep.config.metric_name))
+        self._say(console.summary(sweep.study, sweep.config.metric_names))
         if status == Status.GAVE_UP:
             print(console.failure_summary(sweep), file=sys.stderr, flush=True)
 

@@ -39,12 +39,28 @@ def report_config(tmp_path: Path, **overrides) -> dict:
     return config
 
 
-def make_work(program, output_dir: Path, metric: str = "loss", timeout: float | None = None, command=None):
-    """An ObjectiveWork for ``program`` writing under ``output_dir`` (its logs in ``output_dir/logs``)."""
+def tradeoff_config(tmp_path: Path, **overrides) -> dict:
+    """A two-objective grid sweep of tests/scripts/tradeoff.py (latency = size to minimise, acc = size -
+    noise to maximise): ten trials, whose Pareto front is the five with noise 0."""
+    config = report_config(
+        tmp_path,
+        program=str(SCRIPTS / "tradeoff.py"),
+        metric=None,
+        metrics=[{"name": "latency", "goal": "minimize"}, {"name": "acc", "goal": "maximize"}],
+        parameters={"size": {"values": [0.0, 0.25, 0.5, 0.75, 1.0]}, "noise": {"values": [0.0, 0.5]}},
+    )
+    config.update(overrides)
+    return config
+
+
+def make_work(program, output_dir: Path, metric="loss", timeout: float | None = None, command=None):
+    """An ObjectiveWork for ``program`` writing under ``output_dir`` (its logs in ``output_dir/logs``);
+    ``metric``: the objective's name, a list of several, or None."""
     from components.objective import ObjectiveWork
     from sweeps.command import Launch, check
 
-    return ObjectiveWork(Launch(str(program), check(command), str(output_dir)), metric, timeout)
+    metrics = [metric] if isinstance(metric, str) else list(metric or [])
+    return ObjectiveWork(Launch(str(program), check(command), str(output_dir)), metrics, timeout)
 
 
 ARTIFACTS = PROJECT / "test-output"  # screenshots and app logs of the slow tests

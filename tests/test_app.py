@@ -7,7 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.record import REASON_ATTR
-from tests.conftest import report_config
+from tests.conftest import report_config, tradeoff_config
 from tests.harness import run_headless
 
 pytestmark = pytest.mark.slow
@@ -68,3 +68,47 @@ def test_invalid_config_exits_at_once_with_one_line_naming_the_key(tmp_path, wri
     lines = done.stderr.strip().splitlines()
     assert lines == ["sweeps: invalid sweep config: parameters.lr.min: must be > 0 on a log scale (got 0)"]
     assert not (tmp_path / "sweep.db").exists(), "nothing started"
+
+
+def dominates(a, b, signs):
+    """Whether values ``a`` are at least as good as ``b`` on every objective and better on one."""
+    a, b = [s * v for s, v in zip(signs, a, strict=True)], [s * v for s, v in zip(signs, b, strict=True)]
+    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+
+def test_two_objectives_keep_the_pareto_set_and_every_metric(tmp_path, write_config):
+    import csv
+    import json
+
+    config = tradeoff_config(tmp_path)
+    done = run_headless(write_config(config), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+    study = optuna.load_study(study_name=config["name"], storage=config["storage"])
+    assert study.metric_names == ["latency", "acc"] and len(study.directions) == 2
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 10
+    for t in trials:
+        assert t.values == [t.params["size"], t.params["size"] - t.params["noise"]], "as the script printed them"
+    front = {a.number for a in trials if not any(dominates(b.values, a.values, (1, -1)) for b in trials)}
+    assert front == {t.number for t in trials if t.params["noise"] == 0.0}, "the script's known front"
+    assert {t.number for t in study.best_trials} == front
+
+    best = json.loads((tmp_path / "results" / "best.json").read_text())
+    assert best["metrics"] == config["metrics"]
+    assert {p["number"] for p in best["pareto"]} == front
+    for p in best["pareto"]:
+        assert p["values"] == {"latency": p["params"]["size"], "acc": p["params"]["size"]}
+
+    lines = done.stdout.splitlines()
+    at = lines.index("Pareto set: 5 trials")
+    assert re.match(r"^\{0: \[.*\]\}$", lines[at - 1]), "the final {trial_number: values} dict"
+    shown = [re.match(r"  trial (\d+): latency=\S+ acc=\S+ size=\S+ noise=0\.0$", line) for line in lines[at + 1 :]]
+    assert all(shown) and {int(m.group(1)) for m in shown} == front, lines[at:]
+    assert re.search(r"^\[ ?\d+/10\] trial \d+ COMPLETE latency=\S+ acc=\S+ \| ", done.stdout, re.M)
+
+    rows = list(csv.DictReader((tmp_path / "results" / "trials.csv").open()))
+    assert list(rows[0])[:4] == ["number", "state", "latency", "acc"]
+    for row in rows:
+        size = float(row["size"])
+        assert float(row["train_loss"]) == 1 - size and float(row["params_m"]) == 10 * size, "each metric's last value"

@@ -66,6 +66,9 @@ def test_wandb_only_keys_are_accepted_and_listed(tmp_path, write_config):
     assert loaded.early_terminate.build().__class__.__name__ == "HyperbandPruner"
 
 
+LOSS = {"name": "loss", "goal": "minimize"}
+TWO = [LOSS, {"name": "acc", "goal": "maximize"}]
+
 BAD_CONFIGS = [
     # (change to a valid config, key path in the message, words in the message)
     ({"colour": "red"}, "colour", "unknown key; valid keys here: name, program"),
@@ -112,6 +115,26 @@ BAD_CONFIGS = [
     ({"method": "random"}, "run_cap", "required for method 'random'"),
     ({"metric": None, "method": "bayes", "run_cap": 5}, "metric", "required for method bayes (it models the metric)"),
     ({"metric": None, "early_terminate": {"type": "median"}}, "metric", "required with early_terminate"),
+    ({"metrics": [{"name": "loss"}]}, "metrics", "give metric (one objective) or metrics (several), not both"),
+    ({"metric": None, "metrics": []}, "metrics", "at least 1"),
+    ({"metric": None, "metrics": [{"name": "loss", "goal": "up"}]}, "metrics[0].goal", "'minimize' or 'maximize'"),
+    ({"metric": None, "metrics": [{"goal": "minimize"}]}, "metrics[0].name", "required"),
+    ({"metric": None, "metrics": [{"name": "a", "colour": 1}]}, "metrics[0].colour", "valid keys here: name, goal"),
+    ({"metric": None, "metrics": [LOSS, LOSS]}, "metrics[1].name", "loss is already an objective"),
+    ({"metric": None, "metrics": TWO, "method": "cmaes"}, "method", "cmaes optimises one objective; with several"),
+    (
+        {"metric": None, "metrics": TWO, "early_terminate": {"type": "median"}},
+        "early_terminate",
+        "a pruner follows one objective's curve",
+    ),
+    (
+        {"metric": None, "metrics": [LOSS, {"name": "acc", "goal": "maximize", "target": 0.9}]},
+        "metrics[1].target",
+        "a target ends a sweep on one objective",
+    ),
+    ({"scheduler": {"engine": "ax"}}, "scheduler.engine", "ax is not available: Sweeps runs every sweep on Optuna"),
+    ({"scheduler": {"engine": "hyperopt"}}, "scheduler.engine", "'wandb' or 'optuna'"),
+    ({"scheduler": {"engine": "optuna", "num_workers": 4}}, "scheduler.num_workers", "unknown key"),
 ]
 
 
@@ -146,4 +169,25 @@ def test_grid_random_and_qmc_run_without_a_metric(tmp_path, write_config, method
     config = report_config(tmp_path, method=method, run_cap=3)
     del config["metric"]
     loaded = load_config(write_config(config))
-    assert (loaded.metric, loaded.metric_name, loaded.goal, loaded.target) == (None, None, "minimize", None)
+    assert (loaded.metric, loaded.metric_names, loaded.directions, loaded.target) == (None, [], [], None)
+
+
+@pytest.mark.parametrize("method", ["bayes", "tpe", "nsga2", "random", "grid", "qmc", "gp"])
+def test_several_objectives_make_one_direction_each(tmp_path, write_config, method):
+    if method == "gp":
+        pytest.importorskip("torch")
+    config = report_config(tmp_path, method=method, metric=None, metrics=TWO, run_cap=5)
+    loaded = load_config(write_config(config))
+    assert (loaded.metric_names, loaded.directions, loaded.target) == (["loss", "acc"], ["minimize", "maximize"], None)
+
+
+def test_one_entry_of_metrics_is_one_objective_as_metric_is(tmp_path, write_config):
+    target = {**LOSS, "target": 0.1}
+    loaded = load_config(write_config(report_config(tmp_path, metric=None, metrics=[target])))
+    assert (loaded.metric_names, loaded.directions, loaded.target) == (["loss"], ["minimize"], 0.1)
+
+
+@pytest.mark.parametrize("engine", ["wandb", "optuna"])
+def test_a_scheduler_engine_that_runs_on_optuna_is_accepted(tmp_path, write_config, engine):
+    loaded = load_config(write_config(report_config(tmp_path, scheduler={"engine": engine})))
+    assert loaded.scheduler.engine == engine and "scheduler" not in loaded.ignored_keys

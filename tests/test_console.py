@@ -18,6 +18,6 @@ def test_progress_lines_and_summary(tmp_path):
     failed = sweep.tell(TrialResult.failed(sweep.ask().number, "exit code 3\n--- last output ---\nboom"))
     assert "trial 1 FAIL (exit code 3) |" in progress_line(sweep, failed)
 
-    values, best = summary(sweep.study, "loss").splitlines()
+    values, best = summary(sweep.study, ["loss"]).splitlines()
     assert ast.literal_eval(values) == {0: 0.0, 1: None}
     assert best.startswith("best trial 0: value=0.0 x=")

@@ -17,7 +17,9 @@ from sweeps.dashboard import (
     format_duration,
     history,
     param_importances,
+    pareto,
     progress,
+    reported_metrics,
     trial_rows,
 )
 from sweeps.record import REASON_ATTR
@@ -27,7 +29,17 @@ DISTRIBUTIONS = {"lr": FloatDistribution(1e-4, 1.0, log=True), "kernel": Categor
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
 
 
-def trial(number, state=TrialState.COMPLETE, value=None, lr=0.01, kernel="rbf", reason=None, ended=None, attrs=None):
+def trial(
+    number,
+    state=TrialState.COMPLETE,
+    value=None,
+    lr=0.01,
+    kernel="rbf",
+    reason=None,
+    ended=None,
+    attrs=None,
+    values=None,
+):
     user_attrs = dict(attrs or {})
     if reason is not None:
         user_attrs[REASON_ATTR] = reason
@@ -35,6 +47,7 @@ def trial(number, state=TrialState.COMPLETE, value=None, lr=0.01, kernel="rbf", 
     t = create_trial(
         state=state,
         value=value if state == TrialState.COMPLETE else None,
+        values=values if state == TrialState.COMPLETE else None,
         params={"lr": lr, "kernel": kernel},
         distributions=DISTRIBUTIONS,
         user_attrs=user_attrs,
@@ -46,7 +59,7 @@ def trial(number, state=TrialState.COMPLETE, value=None, lr=0.01, kernel="rbf", 
 
 
 def test_log_moves_only_when_a_trial_starts_or_ends():
-    log = TrialLog("minimize")
+    log = TrialLog(["minimize"])
     running = trial(1, TrialState.RUNNING)
     assert log.update([trial(0, value=0.5), running])
     version = log.version
@@ -62,7 +75,7 @@ def test_log_moves_only_when_a_trial_starts_or_ends():
 
 def test_an_ended_trial_is_never_looked_at_again():
     trials = [trial(i, value=float(i)) for i in range(100)]
-    log = TrialLog("minimize")
+    log = TrialLog(["minimize"])
     log.update(trials)
     for t in trials:  # were the log to read them again, it would see them all changed
         t.state, t.value = TrialState.RUNNING, None
@@ -72,13 +85,13 @@ def test_an_ended_trial_is_never_looked_at_again():
 def test_best_follows_the_goal():
     trials = [trial(0, value=0.5), trial(1, value=0.9), trial(2, TrialState.FAIL)]
     for goal, number in (("minimize", 0), ("maximize", 1)):
-        log = TrialLog(goal)
+        log = TrialLog([goal])
         log.update(trials)
         assert log.tally.best.number == number
 
 
 def test_progress_extrapolates_the_rate_since_run():
-    log = TrialLog("minimize")
+    log = TrialLog(["minimize"])
     started = T0.timestamp()
     # trial 0 ended before this app started the sweep (kept from an earlier run); 1 and 2 after
     log.update([trial(0, value=1.0, ended=-60), trial(1, value=1.0, ended=10), trial(2, value=1.0, ended=20)])
@@ -89,7 +102,7 @@ def test_progress_extrapolates_the_rate_since_run():
 
 
 def test_progress_before_run_after_the_end_and_when_stopped():
-    log = TrialLog("minimize")
+    log = TrialLog(["minimize"])
     log.update([trial(0, value=1.0)])
     assert progress(log, 2, started=0, ended=0) == progress(log, 2, 0, 0, now=123)
     assert progress(log, 2, started=0, ended=0).elapsed is None
@@ -134,7 +147,7 @@ def test_config_view_of_a_real_config(tmp_path):
 
 
 def test_table_rows_carry_state_value_params_duration_and_the_reason_headline():
-    log = TrialLog("minimize")
+    log = TrialLog(["minimize"])
     log.update(
         [
             trial(0, value=0.5),
@@ -142,23 +155,23 @@ def test_table_rows_carry_state_value_params_duration_and_the_reason_headline():
             trial(2, TrialState.WAITING),
         ]
     )
-    rows = trial_rows(log, "loss")
+    rows = trial_rows(log, ["loss"])
     assert list(rows.columns) == ["trial", "state", "loss", "lr", "kernel", "duration (s)", "failure reason"]
     assert rows["trial"].tolist() == [0, 1], "a queued retry is not a row"
     assert rows["failure reason"].tolist() == ["", "ValueError: bad lr (at train.py:3)"]
     assert rows.loc[0, "duration (s)"] == 1.0
-    assert trial_rows(TrialLog("minimize"), "loss").empty
+    assert trial_rows(TrialLog(["minimize"]), ["loss"]).empty
 
 
 def test_history_is_each_value_and_the_best_so_far_by_trial_number():
-    log = TrialLog("maximize")
+    log = TrialLog(["maximize"])
     log.update([trial(2, value=0.7), trial(0, value=0.5), trial(1, TrialState.FAIL), trial(3, value=0.6)])
-    frame = history(log, "acc")
+    frame = history(log, ["acc"])
     assert frame.to_dict("list") == {"trial": [0, 2, 3], "acc": [0.5, 0.7, 0.6], "best so far": [0.5, 0.7, 0.7]}
 
 
 def test_failures_grouped_by_first_line_most_frequent_first():
-    log = TrialLog("minimize")
+    log = TrialLog(["minimize"])
     log.update(
         [
             trial(0, TrialState.FAIL, reason="exit code 3"),
@@ -189,13 +202,13 @@ def make_trials(n):
 
 
 def test_importance_finds_the_parameter_that_matters():
-    values = param_importances(make_trials(60), "minimize", sample=1000)
+    values = param_importances(make_trials(60), ["minimize"], sample=1000)
     assert set(values) == {"lr", "kernel"}
     assert values["lr"] > values["kernel"]
 
 
 def test_importance_is_computed_rarely():
-    importance, log = Importance(), TrialLog("minimize")
+    importance, log = Importance(), TrialLog(["minimize"])
     log.update(make_trials(importance.MIN_TRIALS - 1))
     assert not importance.update(log, now=0), "too few trials"
     log.update(make_trials(20))
@@ -212,6 +225,65 @@ def test_importance_samples_a_large_sweep(monkeypatch):
     monkeypatch.setattr(
         optuna.Study, "add_trials", lambda study, trials: (added.append(len(trials)), original(study, trials))
     )
-    values = param_importances(make_trials(300), "minimize", sample=100)
+    values = param_importances(make_trials(300), ["minimize"], sample=100)
     assert added == [100]
     assert values["lr"] > values["kernel"]
+
+
+TWO = ["latency", "acc"]
+
+
+def two_objective_log():
+    log = TrialLog(["minimize", "maximize"])
+    log.update(
+        [
+            trial(0, values=[1.0, 0.9], attrs={"metrics": {"latency": 1.0, "train_loss": 0.3}}),
+            trial(1, values=[2.0, 0.8], attrs={"metrics": {"train_loss": 0.2, "epoch": 4.0}}),
+            trial(2, values=[0.5, 0.5]),
+            trial(3, TrialState.FAIL, reason="exit code 1"),
+        ]
+    )
+    return log
+
+
+def test_several_objectives_have_a_column_each_then_every_other_metric_reported():
+    log = two_objective_log()
+    rows = trial_rows(log, TWO)
+    columns = ["trial", "state", "latency", "acc", "lr", "kernel", "train_loss", "epoch", "duration (s)"]
+    assert list(rows.columns) == [*columns, "failure reason"]
+    assert rows["acc"].tolist()[:3] == [0.9, 0.8, 0.5] and rows["train_loss"].tolist()[:2] == [0.3, 0.2]
+    assert reported_metrics(log, TWO) == ["train_loss", "epoch"], "what the plot may add to the objectives"
+
+
+def test_the_pareto_chart_marks_the_front_of_the_two_objectives_chosen():
+    frame = pareto(two_objective_log(), TWO, 0, 1)
+    assert frame.to_dict("list") == {
+        "trial": [0, 1, 2],
+        "latency": [1.0, 2.0, 0.5],
+        "acc": [0.9, 0.8, 0.5],
+        "front": [True, False, True],
+    }
+    assert pareto(two_objective_log(), TWO, 1, 0)["front"].tolist() == [True, False, True], "either way round"
+
+
+def test_history_of_each_objective_follows_its_own_goal():
+    log = two_objective_log()
+    assert history(log, TWO, 0)["best so far"].tolist() == [1.0, 1.0, 0.5]
+    assert history(log, TWO, 1).to_dict("list") == {
+        "trial": [0, 1, 2],
+        "acc": [0.9, 0.8, 0.5],
+        "best so far": [0.9] * 3,
+    }
+
+
+def test_importance_of_each_objective():
+    import random
+
+    rng, trials = random.Random(0), []
+    for i in range(60):  # latency follows lr; acc follows the kernel
+        lr, kernel = 10 ** rng.uniform(-4, 0), rng.choice(["rbf", "poly"])
+        acc = (0.9 if kernel == "rbf" else 0.1) + rng.random() * 0.01
+        trials.append(trial(i, values=[lr * 100 + rng.random() * 0.01, acc], lr=lr, kernel=kernel))
+    by_latency = param_importances(trials, ["minimize", "maximize"], 1000, objective=0)
+    by_acc = param_importances(trials, ["minimize", "maximize"], 1000, objective=1)
+    assert by_latency["lr"] > by_latency["kernel"] and by_acc["kernel"] > by_acc["lr"]

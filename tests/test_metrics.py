@@ -13,7 +13,7 @@ def test_parse_line_reads_numeric_tokens_only():
 
 
 def test_reader_keeps_every_value_with_its_step_and_the_last_as_final():
-    reader = MetricReader("val_loss")
+    reader = MetricReader(["val_loss"])
     reader.write("starting\nepoch=1 val_loss=0.9\n")
     reader.write("epoch=2 train_loss=0.5\nepoch=2 val_loss=0.7\n")
     assert reader.values == [(1, 0.9), (2, 0.7)]
@@ -21,7 +21,7 @@ def test_reader_keeps_every_value_with_its_step_and_the_last_as_final():
 
 
 def test_reader_counts_steps_when_the_line_has_none_and_joins_partial_writes():
-    reader = MetricReader("loss")
+    reader = MetricReader(["loss"])
     for chunk in ["lo", "ss=3\nloss", "=2\n", "loss=0"]:
         reader.write(chunk)
     assert reader.values == [(0, 3.0), (1, 2.0)]
@@ -31,7 +31,7 @@ def test_reader_counts_steps_when_the_line_has_none_and_joins_partial_writes():
 
 
 def test_reader_keeps_the_last_lines_for_failure_reasons():
-    reader = MetricReader("loss", tail_lines=2)
+    reader = MetricReader(["loss"], tail_lines=2)
     reader.write("a\nb\nc\n")
     assert reader.tail == "b\nc"
     assert reader.final is None
@@ -40,7 +40,7 @@ def test_reader_keeps_the_last_lines_for_failure_reasons():
 def test_what_a_wandb_run_logs_is_the_scripts_own_report_and_its_summary_the_final_value():
     from sweeps import wandb_runs
 
-    reader = MetricReader("loss")
+    reader = MetricReader(["loss"])
     reader.write(wandb_runs.line(wandb_runs.LOG, {"step": 0, "logged": {"loss": 3.0, "acc": 0.1}}) + "\n")
     reader.write("epoch 1 done\n")
     reader.write(wandb_runs.line(wandb_runs.LOG, {"step": 10, "logged": {"loss": 1.0}}) + "\n")
@@ -48,13 +48,13 @@ def test_what_a_wandb_run_logs_is_the_scripts_own_report_and_its_summary_the_fin
     reader.write(wandb_runs.line(wandb_runs.SUMMARY, {"loss": 2.0, "acc": 0.1, "best": 0.5}) + "\n")
     reader.close()
     assert reader.final == 2.0, "the summary, as W&B takes the run's value"
-    assert reader.logged == {"loss": 2.0, "acc": 0.1, "best": 0.5}
+    assert reader.reported == {"loss": 2.0, "acc": 0.1, "best": 0.5}
     assert reader.tail == "epoch 1 done", "the tracer's lines are not the script's output"
 
 
-def test_a_reader_without_a_metric_keeps_what_was_logged():
+def test_a_reader_without_a_metric_keeps_every_metric_reported():
     from sweeps import wandb_runs
 
-    reader = MetricReader(None)
+    reader = MetricReader([])
     reader.write("loss=1\n" + wandb_runs.line(wandb_runs.LOG, {"step": 0, "logged": {"acc": 0.5}}) + "\n")
-    assert (reader.values, reader.final, reader.logged) == ([], None, {"acc": 0.5})
+    assert (reader.values, reader.final, reader.reported) == ([], None, {"loss": 1.0, "acc": 0.5})

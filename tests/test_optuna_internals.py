@@ -35,9 +35,10 @@ def test_a_trial_created_without_looking_for_queued_ones_is_an_ordinary_trial(st
 def test_a_lost_trial_is_failed_with_its_reason_once(study):
     trial = study.ask()
     trial_id = optuna_internals.trial_id(trial)
-    failed = optuna_internals.fail_trial(study, trial_id, record.WORKER_LOST)
+    failed = optuna_internals.fail_trial(study, trial_id, record.REASON_ATTR, record.WORKER_LOST)
     assert failed.state == TrialState.FAIL and failed.user_attrs[record.REASON_ATTR] == record.WORKER_LOST
-    assert optuna_internals.fail_trial(study, trial_id, record.INTERRUPTED) is None, "it ended: nothing more to do"
+    again = optuna_internals.fail_trial(study, trial_id, record.REASON_ATTR, record.INTERRUPTED)
+    assert again is None, "it ended: nothing more to do"
     assert study.trials[0].user_attrs[record.REASON_ATTR] == record.WORKER_LOST
 
 

@@ -11,7 +11,7 @@ OK = ProcessEnd()
 
 
 def reader_with(text: str, metric: str = "loss") -> MetricReader:
-    reader = MetricReader(metric)
+    reader = MetricReader([metric])
     reader.write(text)
     reader.close()
     return reader
@@ -58,7 +58,7 @@ def test_failures_keep_reason_and_last_output(end, reason):
 
 def test_a_pruned_trial_keeps_its_last_value():
     assert judge(2, reader_with("loss=3\nloss=2\n"), ProcessEnd(exit_code=None, signal=9, pruned=True)) == TrialResult(
-        2, PRUNED, value=2.0
+        2, PRUNED, value=2.0, user_attrs={"metrics": {"loss": 2.0}}
     )
 
 

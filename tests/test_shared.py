@@ -132,6 +132,40 @@ def test_counts_include_every_workers_trials(tmp_path, shared_storage):
     assert two.done and two.finished == 3
 
 
+def test_several_objectives_are_shared_retried_and_resumed_as_one(tmp_path, shared_storage):
+    two = [{"name": "loss", "goal": "minimize"}, {"name": "acc", "goal": "maximize"}]
+    config = shared_config(
+        tmp_path, shared_storage, metric=None, metrics=two, run_cap=6, heartbeat_interval=1, grace_period=2
+    )
+    dying, survivor = Sweep.open(config), Sweep.open(config)
+    lost = dying.ask()
+    dying._heartbeats.stop(lost.number)  # its process dies: no more heartbeats, no tell
+    time.sleep(3.2)
+    survivor.sync()
+    assert stored_trials(config)[lost.number].user_attrs[REASON_ATTR] == WORKER_LOST
+    assert dying.tell(TrialResult(lost.number, COMPLETE, values=[0.0, 1.0])).state == TrialState.FAIL, "kept out"
+
+    def told(sweep, request):
+        x = request.params["x"]
+        return sweep.tell(TrialResult(request.number, COMPLETE, values=[x, x * x]))
+
+    retry = survivor.ask()
+    assert retry.params == lost.params
+    told(survivor, retry)
+    for _ in range(2):
+        told(dying, dying.ask())
+    resumed = Sweep.open(config)  # a worker started later: it reads what the others stored
+    while (request := resumed.ask()) is not None:
+        told(resumed, request)
+    trials = stored_trials(config)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6 and resumed.done
+    assert all(t.values == [t.params["x"], t.params["x"] ** 2] for t in complete)
+    study = optuna.load_study(study_name=config.name, storage=open_storage(config.storage))
+    assert study.metric_names == ["loss", "acc"]
+    assert len(study.best_trials) == 6, [(t.number, t.values) for t in complete]  # x against x²: all on the front
+
+
 def test_an_unknown_storage_is_one_line_naming_the_key(tmp_path):
     with pytest.raises(ConfigError) as err:
         parse_config(report_config(tmp_path, storage="mysql://host/db"), base_dir=SCRIPTS)
@@ -235,7 +269,10 @@ def test_a_worker_killed_mid_trial_is_recovered_by_the_others(tmp_path, write_co
     trials, logs = run_workers(tmp_path, write_config, shared_storage, kill_one=True)
     assert_exactly_run_cap_and_no_parameters_twice(trials)
     lost = [t for t in trials if t.state == TrialState.FAIL]
-    assert 1 <= len(lost) <= 2, [(t.number, t.state) for t in trials]  # what worker 0 was running
+    # What worker 0 was running, and at most one that had ended but was not yet told: a slot gets its
+    # next trial before the study is told of its last one (Worker._schedule), a window that a busy
+    # machine (PostgreSQL, three apps on two cores) widens enough for a kill to land in.
+    assert 1 <= len(lost) <= 3, [(t.number, t.state) for t in trials]
     assert all(t.user_attrs[REASON_ATTR] == WORKER_LOST for t in lost)
     retries = {t.user_attrs[RETRY_OF_ATTR]: t for t in trials if RETRY_OF_ATTR in t.user_attrs}
     assert sorted(retries) == sorted(t.number for t in lost)

@@ -228,3 +228,47 @@ def test_an_ended_trials_values_are_kept_as_a_curve_unless_it_printed_its_metric
     assert not sweep.report(curve, [(0, 0.5), (1, 0.4)], ended=True), "an ended trial is not pruned"
     assert sweep.tell(TrialResult(once, COMPLETE, value=0.5)).intermediate_values == {}, "its value is its result"
     assert sweep.tell(TrialResult(curve, COMPLETE, value=0.4)).intermediate_values == {0: 0.5, 1: 0.4}
+
+
+TWO = [{"name": "loss", "goal": "minimize"}, {"name": "acc", "goal": "maximize"}]
+X_RANGE = {"x": {"min": 0.0, "max": 1.0}}
+
+
+@pytest.mark.parametrize("method", ["tpe", "nsga2", "random", "qmc"])
+def test_several_objectives_are_told_to_a_study_of_as_many_directions(tmp_path, method):
+    config = make_config(tmp_path, method=method, metric=None, metrics=TWO, run_cap=12, parameters=X_RANGE)
+    sweep = Sweep.open(config)
+    while (request := sweep.ask()) is not None:
+        x = request.params["x"]
+        assert not sweep.report(request.number, [(0, x), (1, x)], ended=False), "no curve: pruners follow one"
+        sweep.tell(TrialResult(request.number, COMPLETE, values=[x, x**0.5]))  # every trial on the front
+    study = optuna.load_study(study_name="test", storage=config.storage)
+    assert study.metric_names == ["loss", "acc"], "named, for optuna-dashboard and the next start"
+    assert len(study.trials) == 12 and len(study.best_trials) == 12
+    assert sweep.best is None and sweep.done, "no one best trial: the Pareto set is the storage's"
+    assert all(t.intermediate_values == {} for t in study.trials)
+
+
+@pytest.mark.parametrize(
+    "first, then, words",
+    [
+        ({"metrics": TWO}, {"metrics": TWO[::-1]}, "optimises minimize loss, maximize acc, not maximize acc, minimize"),
+        ({"metrics": TWO}, {"metrics": TWO[:1]}, "not minimize loss: keep its metrics, or give the sweep a new name"),
+        ({"metrics": TWO}, {"metric": None}, "not no metric"),
+        ({"metric": TWO[0]}, {"metric": {"name": "loss", "goal": "maximize"}}, "minimize loss, not maximize loss"),
+        ({}, {"metric": TWO[0]}, "optimises no metric, not minimize loss"),
+    ],
+)
+def test_resuming_a_sweep_on_other_objectives_is_refused_in_one_line(tmp_path, first, then, words):
+    from sweeps.errors import ConfigError
+    from sweeps.sweep import check_objectives
+
+    def config(change):
+        return make_config(tmp_path, method="random", run_cap=3, parameters=X_RANGE, **{"metric": None, **change})
+
+    check_objectives(config(first))  # no stored sweep yet
+    Sweep.open(config(first))
+    check_objectives(config(first))
+    with pytest.raises(ConfigError) as caught:
+        check_objectives(config(then))
+    assert words in str(caught.value) and "\n" not in str(caught.value)

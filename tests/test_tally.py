@@ -14,7 +14,7 @@ def trial(number, state=TrialState.COMPLETE, value=None, **user_attrs):
 
 
 def test_counts_by_state_finished_failures_and_best():
-    tally = Tally("minimize")
+    tally = Tally(["minimize"])
     assert tally.update(
         [
             trial(0, value=0.5),
@@ -33,7 +33,7 @@ def test_counts_by_state_finished_failures_and_best():
 
 
 def test_an_update_with_only_the_trials_just_written_moves_only_those():
-    tally = Tally("maximize")
+    tally = Tally(["maximize"])
     tally.update([trial(0, TrialState.RUNNING), trial(1, TrialState.RUNNING), trial(2, TrialState.WAITING)])
     assert tally.update([trial(1, value=2.0)]), "trial 1 ended"
     assert (tally.running, tally.finished, tally.waiting, tally.best.number) == (1, 1, 1, 1)
@@ -43,7 +43,7 @@ def test_an_update_with_only_the_trials_just_written_moves_only_those():
 
 
 def test_an_ended_trial_counts_once_whatever_is_read_later():
-    tally = Tally("minimize")
+    tally = Tally(["minimize"])
     tally.update([trial(0, value=1.0)])
     assert not tally.update([trial(0, TrialState.FAIL)]) and tally.counts() == {"COMPLETE": 1}
 
@@ -56,7 +56,7 @@ def test_an_ended_trial_counts_once_whatever_is_read_later():
     ],
 )
 def test_the_target_is_reached_by_a_value_at_least_as_good(goal, target, values, reached):
-    tally = Tally(goal, target)
+    tally = Tally([goal], target)
     for number, (value, expected) in enumerate(zip(values, reached, strict=True)):
         tally.update([trial(number, value=value)])
         assert tally.target_reached is expected

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from sweeps.metrics import MetricReader
-from sweeps.record import CHECKPOINT_ATTR
+from sweeps.record import CHECKPOINT_ATTR, METRICS_ATTR
 from sweeps.result import COMPLETE, PRUNED, judge
 from sweeps.supervise import ProcessEnd
 from sweeps.trainer import (
@@ -68,7 +68,7 @@ def test_prune_grace_is_twice_the_longest_validation_interval_and_at_least_the_m
 
 
 def read(*lines: str, metric: str = "val_loss") -> MetricReader:
-    reader = MetricReader(metric)
+    reader = MetricReader([metric])
     reader.write("".join(line + "\n" for line in lines))
     reader.close()
     return reader
@@ -77,10 +77,10 @@ def read(*lines: str, metric: str = "val_loss") -> MetricReader:
 def test_a_script_that_prints_nothing_is_read_from_its_trainer():
     reader = read(
         "[sweeps] traced",
-        validation_line("val_loss", 0.9, "epoch", 0),
+        validation_line({"val_loss": 0.9}, "epoch", 0),
         "some other output val_acc=0.5",
-        validation_line("val_loss", 0.5, "epoch", 1),
-        validation_line("val_loss", 0.25, "step", 40, kind=FINAL),
+        validation_line({"val_loss": 0.5}, "epoch", 1),
+        validation_line({"val_loss": 0.25}, "step", 40, kind=FINAL),
         checkpoint_line("/tmp/run 1/epoch=1-step=40.ckpt"),
     )
     assert reader.traced and not reader.printed
@@ -88,22 +88,26 @@ def test_a_script_that_prints_nothing_is_read_from_its_trainer():
     assert reader.checkpoint == "/tmp/run 1/epoch=1-step=40.ckpt"
     assert len(reader.validation_times) == 2, "the final line is not a validation"
     result = judge(3, reader, ProcessEnd())
-    assert (result.state, result.value, result.user_attrs) == (COMPLETE, 0.25, {CHECKPOINT_ATTR: reader.checkpoint})
+    assert (result.state, result.value) == (COMPLETE, 0.25)
+    assert result.user_attrs == {
+        CHECKPOINT_ATTR: reader.checkpoint,
+        METRICS_ATTR: {"epoch": 1.0, "step": 40.0, "val_loss": 0.25, "val_acc": 0.5},
+    }, "every metric reported, the Trainer's and the script's, at its last value"
 
 
 def test_the_scripts_own_lines_win_over_the_trainers():
     printing_each_epoch = read(
         "[sweeps] traced",
         "epoch=0 val_loss=7",
-        validation_line("val_loss", 0.9, "epoch", 0),
+        validation_line({"val_loss": 0.9}, "epoch", 0),
         "epoch=1 val_loss=6",
-        validation_line("val_loss", 0.5, "epoch", 1),
+        validation_line({"val_loss": 0.5}, "epoch", 1),
     )
     assert printing_each_epoch.values == [(0, 7.0), (1, 6.0)], "no value reported twice"
     printing_at_the_end = read(
         "[sweeps] traced",
-        validation_line("val_loss", 0.9, "epoch", 0),
-        validation_line("val_loss", 0.5, "epoch", 1),
+        validation_line({"val_loss": 0.9}, "epoch", 0),
+        validation_line({"val_loss": 0.5}, "epoch", 1),
         "val_loss=0.4",
     )
     assert printing_at_the_end.values == [(0, 0.9), (1, 0.5), (2, 0.4)]
@@ -111,7 +115,7 @@ def test_the_scripts_own_lines_win_over_the_trainers():
 
 
 def test_a_global_variable_comes_before_the_trainers_values_but_after_printed_lines():
-    from_trainer = read(validation_line("val_loss", 0.5, "epoch", 0))
+    from_trainer = read(validation_line({"val_loss": 0.5}, "epoch", 0))
     assert judge(0, from_trainer, ProcessEnd(script_globals={"val_loss": 2.0})).value == 2.0
     assert judge(0, from_trainer, ProcessEnd(script_globals={"other": 2.0})).value == 0.5
     printed = read("val_loss=0.1")
@@ -119,7 +123,7 @@ def test_a_global_variable_comes_before_the_trainers_values_but_after_printed_li
 
 
 def test_a_validation_without_the_metric_counts_for_the_grace_but_reports_nothing():
-    reader = read("[sweeps] traced", validation_line("val_loss", None, "epoch", 0), metric="val_loss")
+    reader = read("[sweeps] traced", validation_line({"val_acc": 0.5}, "epoch", 0), metric="val_loss")
     assert reader.values == [] and len(reader.validation_times) == 1
     assert judge(0, reader, ProcessEnd()).reason == "no metric val_loss reported"
 
@@ -130,6 +134,6 @@ def test_only_a_traced_trial_gets_a_grace_period():
 
 
 def test_a_pruned_trial_keeps_its_checkpoint():
-    reader = read(validation_line("val_loss", 0.9, "epoch", 0), checkpoint_line("/c.ckpt"))
+    reader = read(validation_line({"val_loss": 0.9}, "epoch", 0), checkpoint_line("/c.ckpt"))
     result = judge(0, reader, ProcessEnd(pruned=True))
-    assert (result.state, result.value, result.user_attrs) == (PRUNED, 0.9, {CHECKPOINT_ATTR: "/c.ckpt"})
+    assert (result.state, result.value, result.user_attrs[CHECKPOINT_ATTR]) == (PRUNED, 0.9, "/c.ckpt")

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.storage import open_storage
-from tests.conftest import artifacts, report_config
+from tests.conftest import artifacts, report_config, tradeoff_config
 from tests.harness import CHROMIUM, CHROMIUM_ARGS, kill_group, start_ui_app, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -328,3 +328,48 @@ def test_an_app_whose_port_another_program_holds_serves_its_page_from_another_po
             kill_group(proc)
     finally:
         held.close()
+
+
+def test_several_objectives_pareto_chart_best_set_and_the_metric_chooser(tmp_path, write_config, browser):
+    out = artifacts("ui-pareto")
+    config = tradeoff_config(tmp_path, autostart=True)  # the front: the five trials with noise 0
+    proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(url)
+        sweep_page = page.frame_locator("iframe").first
+        sweep_page.get_by_text("10 of 10 trials finished · finished").wait_for(timeout=90_000)
+        hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
+        hiplot.get_by_text(re.compile(r"10\s*/\s*10")).wait_for(timeout=30_000)
+        hiplot.locator(".dimension").first.wait_for(timeout=30_000)
+        assert axes_left_to_right(hiplot) == ["trial", "size", "noise", "latency", "acc"], "the objectives last"
+
+        # The metric chooser adds what the trials reported besides, before the objectives.
+        sweep_page.locator('[data-testid="stMultiSelect"]').click()
+        sweep_page.get_by_role("option", name="train_loss").click()
+        page.keyboard.press("Escape")
+        label = hiplot.locator(".label-name", has_text=re.compile(r"^train_loss$"))
+        label.wait_for(timeout=30_000)
+        assert axes_left_to_right(hiplot) == ["trial", "size", "noise", "train_loss", "latency", "acc"]
+
+        # The best-trial panel: the Pareto set, each with its command line.
+        sweep_page.get_by_text("Pareto set: 5 trials").click()
+        commands = sweep_page.locator("code", has_text=re.compile(r"tradeoff\.py --size=")).all_inner_texts()
+        assert len(commands) == 5 and all("--noise=0.0" in c for c in commands), commands
+        page.screenshot(path=out / "best-set.png", full_page=True)
+
+        sweep_page.get_by_role("tab", name="Pareto front").click()
+        chart = sweep_page.get_by_role("tabpanel", name="Pareto front").locator(".vega-embed svg")
+        marks = chart.locator(".mark-symbol.role-mark path")  # not the legend's symbols
+        marks.first.wait_for(timeout=30_000)
+        fills = marks.evaluate_all("els => els.map(e => e.getAttribute('fill'))")
+        assert sorted(fills) == ["#9aa6b2"] * 5 + ["#d62728"] * 5, "every trial a point, the front in red"
+        sweep_page.get_by_text("5 of 10 COMPLETE trials on the front").wait_for(timeout=10_000)
+        red = chart.locator('.mark-symbol.role-mark path[fill="#d62728"]').first
+        red.hover(force=True)
+        tooltip = page.frame_locator("iframe").first.locator("#vg-tooltip-element")
+        tooltip.wait_for(state="visible", timeout=10_000)
+        assert "trial" in tooltip.inner_text() and "latency" in tooltip.inner_text()
+        page.screenshot(path=out / "pareto.png", full_page=True)
+    finally:
+        kill_group(proc)

@@ -62,7 +62,7 @@ def run_trial(tmp_path, script, metric, params, number=0):
         work.run(number, params)
     finally:
         work._server.close()
-    return work.result, [tuple(v) for v in json.loads(work.result["values"])]
+    return work.result, work.values_of(number)
 
 
 @needs_wandb
@@ -71,7 +71,7 @@ def test_argparse_and_wandb_init_config_args(tmp_path, home):
     assert result["state"] == "COMPLETE", result
     assert values == [(0, 2.0), (1, 1.0), (2, 0.2 * 10 / 3)], "each wandb.log of the metric, at W&B's step"
     assert result["value"] == 0.2 * 10 / 3
-    assert result["user_attrs"]["logged"] == {"loss": 0.2 * 10 / 3, "lr_seen": 0.2, "epoch": 2.0}
+    assert result["user_attrs"]["metrics"] == {"loss": 0.2 * 10 / 3, "lr_seen": 0.2, "epoch": 2.0}
     runs = list((tmp_path / "out" / "trials" / "0" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb")), "the offline run, for `wandb sync`"
     assert list(home.iterdir()) == [], "nothing written under HOME"
@@ -195,8 +195,8 @@ def test_a_command_that_execs_python_is_traced_in_the_process_it_execs_into(tmp_
         work.run(0, {"lr": 0.2, "epochs": 3})
     finally:
         work._server.close()
-    values = [tuple(v) for v in json.loads(work.result["values"])]
+    values = work.values_of(0)
     assert (work.result["state"], values) == ("COMPLETE", [(0, 2.0), (1, 1.0), (2, 0.2 * 10 / 3)])
-    assert work.result["user_attrs"]["logged"]["lr_seen"] == 0.2
+    assert work.result["user_attrs"]["metrics"]["lr_seen"] == 0.2
     assert (tmp_path / "ran").exists(), "the user's sitecustomize, after Sweeps'"
     assert list(home.iterdir()) == []

@@ -137,7 +137,7 @@ def test_exports_are_written_at_the_end(tmp_path):
     from sweeps.export import Exports
 
     sweep = open_sweep(tmp_path)
-    exports = Exports(tmp_path / "out", "loss", "minimize")
+    exports = Exports(tmp_path / "out", ["loss"], ["minimize"])
     run(Worker(sweep, [Slot(lambda n, p: TrialResult(n, COMPLETE, value=p["x"]))], exports, say=lambda line: None))
     assert len((tmp_path / "out" / "trials.csv").read_text().splitlines()) == 6
     assert '"value": -2.5' in (tmp_path / "out" / "best.json").read_text()
@@ -151,12 +151,12 @@ def test_a_sweep_without_a_metric_completes_the_trials_that_exit_0(tmp_path):
     config = parse_config(report_config(tmp_path, method="grid", metric=None), base_dir=SCRIPTS)
     sweep = Sweep.open(config)
     lines = []
-    exports = Exports(tmp_path / "out", config.metric_name, config.goal)
+    exports = Exports(tmp_path / "out", config.metric_names, config.directions)
 
     def outcome(n, params):  # x = -2.5 fails; the rest exit 0
         if params["x"] == -2.5:
             return TrialResult.failed(n, "exit code 2")
-        return TrialResult(n, COMPLETE, user_attrs={"logged": {"acc": params["x"]}})
+        return TrialResult(n, COMPLETE, user_attrs={"metrics": {"acc": params["x"]}})
 
     run(Worker(sweep, [Slot(outcome)], exports, say=lines.append))
     trials = sweep.study.get_trials()
