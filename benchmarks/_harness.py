@@ -30,12 +30,13 @@ def noop_config(name: str, program: Path, trials: int, parallel: int, workdir: P
     }
 
 
-def run_headless(config: dict, workdir: Path, timeout: float = 3600) -> tuple[float, optuna.Study, str]:
-    """Write ``config`` to ``workdir``, run `lightning_app run app app_wo_ui.py` on it; (wall s, study, stdout)."""
+def run_headless(config: dict, workdir: Path, timeout: float = 3600, **env: str) -> tuple[float, optuna.Study, str]:
+    """Write ``config`` to ``workdir``, run `lightning_app run app app_wo_ui.py` on it (``env`` added to its
+    environment); (wall s, study, stdout)."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = harness.write_config(config, workdir / "sweep.yaml")
     started = time.perf_counter()
-    done = harness.run_headless(path, workdir, timeout)
+    done = harness.run_headless(path, workdir, timeout, **env)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"the sweep failed ({done.returncode}):\n{done.stderr[-3000:]}")

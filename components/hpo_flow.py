@@ -33,7 +33,7 @@ class HPOFlow(LightningFlow):
         self.status = Status.WAITING.value
         self.running: list[int | None] = [None] * config.parallel  # the trial each slot runs
         self.slots = List(
-            *(ObjectiveWork(config.launch, config.metric_names, config.trial_timeout) for _ in range(config.parallel))
+            *(ObjectiveWork(config.launch, config.metric_names, config.trial_timeout, share) for share in config.shares)
         )
         self.with_ui = with_ui
         if with_ui:
@@ -48,7 +48,7 @@ class HPOFlow(LightningFlow):
             # a work whose process died is noticed.
             wake_flow_every(SYNC_SECONDS)
             exports = Exports(config.output_dir, config.metric_names, config.directions)
-            self._worker = Worker(sweep, list(self.slots), exports)
+            self._worker = Worker(sweep, list(self.slots), exports, shares=config.shares)
         return self._worker
 
     def run(self) -> None:

@@ -31,6 +31,7 @@ from sweeps.child import ScriptRun
 from sweeps.command import Launch
 from sweeps.forkserver import ForkServer
 from sweeps.metrics import MetricReader
+from sweeps.resources import UNMANAGED, Share
 from sweeps.result import TrialResult, judge
 from sweeps.supervise import run_trial
 from sweeps.trainer import TrialHooks
@@ -42,12 +43,15 @@ INTERMEDIATE_KEY = "intermediate_values"
 
 
 class ObjectiveWork(TracerPythonScript):
-    def __init__(self, launch: Launch, metrics: list[str], timeout: float | None = None) -> None:
+    def __init__(
+        self, launch: Launch, metrics: list[str], timeout: float | None = None, share: Share = UNMANAGED
+    ) -> None:
         # raise_exception=False: an error in the work must not stop the app (Lightning would, ~30 s later).
         super().__init__(script_path=launch.program, parallel=True, raise_exception=False)
         self._launch = launch
         self.metrics = metrics  # the objectives: none, one or several
         self.timeout = timeout
+        self._share = share  # the slot's devices, cores and memory cap, for each of its trials
         self.result: dict[str, Any] | None = None
         # The running trial's intermediate values, as JSON text: Lightning then sends it whole. (Its
         # deltas of a growing list lose items when two of them reach the flow together.)
@@ -99,7 +103,7 @@ class ObjectiveWork(TracerPythonScript):
     def run(self, number: int, params: dict[str, Any]) -> None:
         launch = self._launch
         if self._server is None:  # the first trial: what the script imports is loaded once, in the server
-            self._server = ForkServer(launch.program if launch.runs_warm else "")
+            self._server = ForkServer(launch.program if launch.runs_warm else "", self._share)
             self._wandb = wandb_runs.installed() and (
                 wandb_runs.uses_wandb(launch.program) or (launch.runs_warm and self._server.loads_wandb)
             )
@@ -123,7 +127,16 @@ class ObjectiveWork(TracerPythonScript):
 
         with open(launch.log_file(number), "w") as log:
             script_run = self._script_run(number, params, prune_file)
-            end = run_trial(self._server, script_run, stdout, log.write, self.timeout, check_in, reader.prune_grace)
+            end = run_trial(
+                self._server,
+                script_run,
+                stdout,
+                log.write,
+                self.timeout,
+                check_in,
+                reader.prune_grace,
+                memory_cap=self._share.memory,
+            )
         reader.close()
         prune_file.unlink(missing_ok=True)
         result = judge(number, reader, end, time.monotonic() - started, self.timeout).to_dict()

@@ -29,6 +29,7 @@ from sweeps import command, wandb_runs
 from sweeps.command import Launch
 from sweeps.errors import ConfigError
 from sweeps.pruners import PRUNERS, EarlyTerminate
+from sweeps.resources import Machine, Resources, Share, plan
 from sweeps.samplers import METHODS, check_method
 from sweeps.space import ParameterSpec, SearchSpace
 from sweeps.storage import POSTGRESQL, SQLITE, redacted
@@ -74,7 +75,8 @@ class SweepConfig(_Strict):
     scheduler: Scheduler | None = None
     parameters: dict[str, ParameterSpec] = Field(min_length=1)
     run_cap: PositiveInt | None = Field(default=None, alias="n_trials")  # filled in by parse_config
-    parallel: PositiveInt = 2
+    parallel: PositiveInt | None = None  # filled in by parse_config: what resources allow, else 2
+    resources: Resources | None = None
     storage: str = "sqlite:///sweeps.db"
     heartbeat_interval: PositiveInt = 10  # shared storages: seconds between a running trial's heartbeats
     grace_period: PositiveInt | None = None  # ... and without one before it is "worker lost" (2 intervals)
@@ -96,6 +98,7 @@ class SweepConfig(_Strict):
 
     _space: SearchSpace = PrivateAttr()
     _command: tuple[str, ...] | None = PrivateAttr(default=None)
+    _shares: list[Share] = PrivateAttr(default_factory=list)
 
     @field_validator("storage")
     @classmethod
@@ -110,6 +113,11 @@ class SweepConfig(_Strict):
     @property
     def space(self) -> SearchSpace:
         return self._space
+
+    @property
+    def shares(self) -> list[Share]:
+        """Each slot's share of this machine (``sweeps.resources``), one per trial run at once."""
+        return self._shares
 
     @property
     def launch(self) -> Launch:
@@ -161,7 +169,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> SweepConfig:
     return config
 
 
-def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep") -> SweepConfig:
+def parse_config(
+    raw: dict[str, Any], base_dir: Path, default_name: str = "sweep", machine: Machine | None = None
+) -> SweepConfig:
+    """Check a config read from ``base_dir``; ``machine``: what trials may use (default: this machine's)."""
     try:
         config = SweepConfig.model_validate(raw)
     except ValidationError as err:
@@ -187,6 +198,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, default_name: str = "sweep
     elif config.run_cap is None:
         raise ConfigError("run_cap", f"required for method {config.method!r}: how many trials to finish")
     config.max_failures = config.max_failures or config.run_cap
+    config.parallel, config._shares = plan(config.resources, config.parallel, machine)
     if config.output_dir is None:
         config.output_dir = Path("results") / config.name
     return config
@@ -251,6 +263,8 @@ def _one_line(err: ValidationError) -> ConfigError:
         return ConfigError(key, f"unknown key; valid keys here: {valid}")
     if kind == "missing":
         return ConfigError(key, "required")
+    if kind == "byte_size":
+        return ConfigError(key, f"should be a size such as 8GB or 512MiB (got {first.get('input')!r})")
     if kind == "union_tag_invalid":
         return ConfigError(f"{key}.type", f"{first['msg']} (got {first['ctx']['tag']!r})")
     if kind == "value_error":
@@ -281,6 +295,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             model = Metric
         elif part == "scheduler":
             model = Scheduler
+        elif part == "resources":
+            model = Resources
         else:
             return None
     return model

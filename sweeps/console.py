@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 
 
 def started_line(sweep: Sweep) -> str:
-    return f"sweep {sweep.config.name}: {sweep.finished}/{sweep.config.run_cap} trials already finished"
+    """``sweep s: 0/8 trials already finished, 4 at once: gpus 0; gpus 0; gpus 1; gpus 1``."""
+    config = sweep.config
+    shares = "; ".join(" ".join(f"{name} {ids}" for name, ids in share.describe().items()) for share in config.shares)
+    return (
+        f"sweep {config.name}: {sweep.finished}/{config.run_cap} trials already finished, {config.parallel} at once"
+        + (f": {shares}" if shares.strip("; ") else "")
+    )
 
 
 def stopping_line(sweep: Sweep, running: int) -> str:
@@ -33,7 +39,7 @@ def ended_line(sweep: Sweep, status: Status) -> str:
 
 
 def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
-    """``[3/8] trial 3 PRUNED val_loss=2.30406 | lr=0.001644 | 0.6s | best val_loss=0.420724 (trial 1)``."""
+    """``[3/8] trial 3 PRUNED val_loss=2.30406 | lr=0.001644 | 0.6s gpus 1 | best val_loss=0.420724 (trial 1)``."""
     names, run_cap = sweep.config.metric_names, sweep.config.run_cap
     if trial.state == TrialState.FAIL:
         outcome = f" ({record.reason_headline(trial)})"
@@ -44,12 +50,13 @@ def progress_line(sweep: Sweep, trial: FrozenTrial) -> str:
     else:
         outcome = " pruned"
     duration = f"{trial.duration.total_seconds():.1f}s" if trial.duration else "-"
+    used = "".join(f" {name} {ids}" for name, ids in trial.user_attrs.get(record.RESOURCES_ATTR, {}).items())
     best, best_text = sweep.best, ""
     if len(names) == 1:
         best_text = f" | best {format_values(names, best.values)} (trial {best.number})" if best else " | no best yet"
     return (
         f"[{sweep.finished:>{len(str(run_cap))}}/{run_cap}] trial {trial.number} {trial.state.name}{outcome} "
-        f"| {format_params(record.params(trial), short=True)} | {duration}{best_text}"
+        f"| {format_params(record.params(trial), short=True)} | {duration}{used}{best_text}"
     )
 
 

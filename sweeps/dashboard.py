@@ -133,7 +133,7 @@ def config_view(config: SweepConfig) -> dict[str, Any]:
 
 def trial_rows(log: TrialLog, names: Sequence[str]) -> pd.DataFrame:
     """The trials table: number, state, each objective's value, parameters, every other metric reported,
-    duration, failure reason."""
+    the devices and cores it ran on, duration, failure reason."""
     import pandas as pd
 
     rows = []
@@ -144,6 +144,7 @@ def trial_rows(log: TrialLog, names: Sequence[str]) -> pd.DataFrame:
         row.update(zip(names, t.values if t.values is not None else [None] * len(names), strict=True))
         row.update(record.params(t))
         row.update({k: v for k, v in t.user_attrs.get(record.METRICS_ATTR, {}).items() if k not in row})
+        row.update(t.user_attrs.get(record.RESOURCES_ATTR, {}))
         row["duration (s)"] = t.duration.total_seconds() if t.duration else None
         row["failure reason"] = record.reason_headline(t) if t.state == TrialState.FAIL else ""
         rows.append(row)

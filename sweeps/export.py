@@ -80,16 +80,18 @@ def best_json(trials: Sequence[FrozenTrial], names: Sequence[str], directions: S
 def trials_csv(trials: Sequence[FrozenTrial], names: Sequence[str] = ("value",)) -> str:
     """One row per trial: its number, state, value (blank for a sweep without a metric; one column per
     objective, named after it, for several), parameters, the last value of every other metric it
-    reported, times, retries and failure reason."""
+    reported, the devices and cores it ran on (when the config manages them), times, retries and failure
+    reason."""
     objectives = ["value"] if len(names) <= 1 else list(names)
     params = list(dict.fromkeys(name for t in trials for name in record.params(t)))
-    taken = {*FIXED_COLUMNS, *objectives, *params}
+    taken = {*FIXED_COLUMNS, *objectives, *names, *params}  # the objective is the value column
     metrics = list(
         dict.fromkeys(k for t in trials for k in t.user_attrs.get(record.METRICS_ATTR, {}) if k not in taken)
     )
+    used = list(dict.fromkeys(k for t in trials for k in t.user_attrs.get(record.RESOURCES_ATTR, {})))
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(FIXED_COLUMNS[:2] + objectives + params + metrics + FIXED_COLUMNS[3:])
+    writer.writerow(FIXED_COLUMNS[:2] + objectives + params + metrics + used + FIXED_COLUMNS[3:])
     for t in trials:
         if t.state == TrialState.WAITING:
             continue
@@ -100,6 +102,7 @@ def trials_csv(trials: Sequence[FrozenTrial], names: Sequence[str] = ("value",))
             + [_blank(v) for v in shown]
             + [_blank(values.get(name)) for name in params]
             + [_blank(last.get(name)) for name in metrics]
+            + [_blank(t.user_attrs.get(record.RESOURCES_ATTR, {}).get(name)) for name in used]
             + [
                 _blank(t.duration.total_seconds() if t.duration else None),
                 _blank(t.datetime_start and t.datetime_start.isoformat(timespec="seconds")),

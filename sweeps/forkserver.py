@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.child import ScriptRun, child_main, die_with_parent
+from sweeps.resources import UNMANAGED, Share
 from sweeps.trainer import trainer_packages
 
 #: The directory holding the ``sweeps`` package, for the server's interpreter to import it from.
@@ -43,8 +44,9 @@ class ServerLost(RuntimeError):
 class ForkServer:
     """The work's handle on its fork server, started on first use and again if it was lost."""
 
-    def __init__(self, program: str) -> None:
+    def __init__(self, program: str, share: Share = UNMANAGED) -> None:
         self.program = program  # whose imports the server loads once
+        self.share = share  # the slot's devices and cores: the server's, before it imports anything
         self._socket: socket.socket | None = None
         self._process: subprocess.Popen | None = None
         self._pending = b""
@@ -113,8 +115,10 @@ class ForkServer:
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         code = f"import sys; sys.path.insert(0, {_ROOT!r}); from sweeps.forkserver import serve; serve()"
-        argv = [sys.executable, "-c", code, str(theirs.fileno()), self.program]
-        self._process = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        cpus = json.dumps(self.share.cpus)
+        argv = [sys.executable, "-c", code, str(theirs.fileno()), self.program, cpus]
+        env = {**os.environ, **self.share.environment()}
+        self._process = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
         theirs.close()
         self._socket = ours
         self._loads_wandb = bool(self._receive()["wandb"])  # once its imports are loaded: it is ready
@@ -147,8 +151,12 @@ def _read_message(connection: socket.socket, pending: bytes) -> tuple[dict[str, 
 
 
 def serve() -> None:
-    """The server's main loop (``argv``: the socket's descriptor, the program whose imports to load)."""
+    """The server's main loop (``argv``: the socket's descriptor, the program whose imports to load, the
+    cores it and its children may use as JSON, ``null`` for all)."""
     die_with_parent()
+    cpus = json.loads(sys.argv[3])
+    if cpus is not None:  # first: a library's threads started by an import take the affinity they find
+        os.sched_setaffinity(0, cpus)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is for the app to handle
     connection = socket.socket(fileno=int(sys.argv[1]))
     program = sys.argv[2]

@@ -26,6 +26,8 @@ RETRY_OF_ATTR, ATTEMPT_ATTR = "retry_of", "attempt"
 PRUNED_AT_ATTR = "pruned_at_step"
 #: The path of a traced Lightning Trainer's best checkpoint.
 CHECKPOINT_ATTR = "checkpoint"
+#: The devices and cores the trial ran on (``{"gpus": "0,1", "cpus": "0-3"}``), when the config manages them.
+RESOURCES_ATTR = "resources"
 #: The last value of every metric the trial reported (printed lines, a Trainer's callback_metrics, W&B's log).
 METRICS_ATTR = "metrics"
 

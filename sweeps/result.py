@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from sweeps.metrics import MetricReader
 from sweeps.record import CHECKPOINT_ATTR, METRICS_ATTR
+from sweeps.resources import cap_text
 from sweeps.supervise import ProcessEnd
 
 COMPLETE, PRUNED, FAIL = TrialState.COMPLETE.name, TrialState.PRUNED.name, TrialState.FAIL.name
@@ -63,6 +64,8 @@ def judge(
     finite = {name: value for name, value in reader.reported.items() if math.isfinite(value)}
     if finite:  # NaN and inf are not JSON, which the storage and the app's state are written in
         attrs[METRICS_ATTR] = finite
+    if end.memory_cap is not None:
+        return _failed(number, _with_tail(f"out of memory (cap {cap_text(end.memory_cap)})", reader), duration, attrs)
     if end.timed_out:
         return _failed(number, _with_tail(f"timeout after {timeout:g} s", reader), duration, attrs)
     if end.pruned:

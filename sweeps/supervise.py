@@ -19,11 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from sweeps.child import ScriptRun
 from sweeps.forkserver import ForkServer, ServerLost
 
 #: How often the work wakes up with nothing to read, to check the deadline and prune requests.
 POLL_SECONDS = 0.05
+#: How often a trial with a memory cap has its memory measured (a few ms for a tree of processes).
+MEMORY_SECONDS = 0.1
 
 
 @dataclass
@@ -35,6 +39,7 @@ class ProcessEnd:
     error: str | None = None  # an exception the script raised: "ValueError: msg (at train.py:12)"
     timed_out: bool = False
     pruned: bool = False  # ``should_prune`` said so
+    memory_cap: int | None = None  # the memory cap (bytes) it went over, and was killed for
     script_globals: dict[str, float] | None = None  # the numeric globals the script left
 
 
@@ -46,11 +51,14 @@ def run_trial(
     timeout: float | None = None,
     should_prune: Callable[[], bool] = lambda: False,
     prune_grace: Callable[[], float] = lambda: 0.0,
+    memory_cap: int | None = None,
 ) -> ProcessEnd:
     """Run ``run`` in a child of ``server``; feed its output to ``stdout``/``stderr`` as it comes.
 
     ``should_prune`` is called on every pass (also while the child winds down); once it says True,
     the child is killed after ``prune_grace()`` seconds (asked then) unless it has exited by itself.
+    A child whose processes' resident memory (RSS, as ``ps`` shows it) exceeds ``memory_cap``
+    bytes is killed.
     """
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -63,7 +71,8 @@ def run_trial(
     finally:
         os.close(out_w), os.close(err_w), os.close(res_w)  # the child has its own copies
     try:
-        status, end = _supervise(pid, server, {out_r: stdout, err_r: stderr}, timeout, should_prune, prune_grace)
+        sinks = {out_r: stdout, err_r: stderr}
+        status, end = _supervise(pid, server, sinks, timeout, should_prune, prune_grace, memory_cap)
     except ServerLost as lost:
         status, end = None, ProcessEnd(error=f"{lost} (killed, or out of memory)")
     finally:
@@ -89,11 +98,13 @@ def _supervise(
     timeout: float | None,
     should_prune: Callable[[], bool],
     prune_grace: Callable[[], float],
+    memory_cap: int | None,
 ) -> tuple[int, ProcessEnd]:
-    """Relay the child's output until it exits; kill it at the deadline, or when it is pruned and
-    its grace period is over."""
+    """Relay the child's output until it exits; kill it at the deadline, over its memory cap, or
+    when it is pruned and its grace period is over."""
     deadline = None if timeout is None else time.monotonic() + timeout
     kill_at = math.inf  # set when the trial is pruned
+    measure_at = 0.0  # when to measure its memory next
     end = ProcessEnd()
     with selectors.DefaultSelector() as selector:
         for fd, sink in sinks.items():
@@ -109,7 +120,12 @@ def _supervise(
                 break
             prune = should_prune()
             now = time.monotonic()
-            if deadline is not None and now > deadline and not end.pruned:
+            if memory_cap is not None and now >= measure_at:
+                measure_at = now + MEMORY_SECONDS
+                end.memory_cap = memory_cap if memory_of(pid) > memory_cap else None
+            if end.memory_cap is not None:
+                pass
+            elif deadline is not None and now > deadline and not end.pruned:
                 end.timed_out = True
             elif prune and not end.pruned:
                 end.pruned = True  # and stays so: a deadline within the grace kills it, PRUNED all the same
@@ -125,6 +141,22 @@ def _supervise(
             while key.data is not None and _relay(key.fd, key.data):
                 pass
     return status, end
+
+
+def memory_of(pid: int) -> int:
+    """The resident memory of a process and all its descendants, in bytes (0 once it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:  # ended meanwhile
+            pass
+    return total
 
 
 def _relay(fd: int, sink: Callable[[str], Any]) -> bool:

@@ -24,6 +24,7 @@ from sweeps.command import script_args
 from sweeps.config import SweepConfig, goals_text
 from sweeps.control import Control, Request
 from sweeps.errors import ConfigError
+from sweeps.resources import Share
 from sweeps.result import COMPLETE, TrialResult
 from sweeps.samplers import make_sampler
 from sweeps.shared import Heartbeats, ask_lock, ask_study
@@ -181,8 +182,9 @@ class Sweep:
 
     # -- trials --------------------------------------------------------------------------------------
 
-    def ask(self) -> TrialRequest | None:
-        """A new trial; None when, counting every worker's running trials, ``run_cap`` is taken."""
+    def ask(self, share: Share | None = None) -> TrialRequest | None:
+        """A new trial, to be run with ``share`` of the machine; None when, counting every worker's
+        running trials, ``run_cap`` is taken."""
         with ask_lock(self.study):
             if self.shared:
                 self.sync()
@@ -196,6 +198,9 @@ class Sweep:
         derived = {p.name: params[p.name] for p in self.config.space.parameters if p.inverse_cdf and p.name in params}
         if derived:
             trial.set_user_attr(record.PARAMS_ATTR, derived)
+        used = share.describe() if share is not None else {}
+        if used:
+            trial.set_user_attr(record.RESOURCES_ATTR, used)
         self._asked[trial.number] = trial
         self._untried.started(trial.number, params)
         return TrialRequest(trial.number, params)

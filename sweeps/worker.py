@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial
 from sweeps import console
 from sweeps.control import Request, Status
 from sweeps.export import Exports
+from sweeps.resources import Share
 from sweeps.result import TrialResult
 from sweeps.sweep import Sweep
 
@@ -45,9 +46,11 @@ class Worker:
         slots: Sequence[Slot],
         exports: Exports | None = None,
         say: Callable[[str], Any] = print,
+        shares: Sequence[Share] = (),
     ) -> None:
         self.sweep = sweep
         self.slots = slots
+        self.shares = shares  # each slot's share of the machine, recorded on the trials it runs
         self.exports = exports
         self.running: list[int | None] = [None] * len(slots)  # the trial number each slot runs
         self.status = Status.WAITING
@@ -99,7 +102,7 @@ class Worker:
                 else:
                     self._ended(sweep.tell(result))
             if sweep.wants_more():
-                request = sweep.ask()
+                request = sweep.ask(self.shares[index] if self.shares else None)
                 if request is None:  # other workers' trials take the rest of run_cap
                     continue
                 self.running[index] = request.number

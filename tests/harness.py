@@ -58,9 +58,9 @@ def start_app(app_file: str, config_path: Path, cwd: Path, stdout, stderr, **env
     )
 
 
-def run_headless(config_path: Path, cwd: Path, timeout: float = 180):
+def run_headless(config_path: Path, cwd: Path, timeout: float = 180, **env: str):
     """`lightning_app run app app_wo_ui.py` to the end, in its own process group (killed on timeout)."""
-    proc = start_app("app_wo_ui.py", config_path, cwd, subprocess.PIPE, subprocess.PIPE)
+    proc = start_app("app_wo_ui.py", config_path, cwd, subprocess.PIPE, subprocess.PIPE, **env)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     finally:

@@ -163,6 +163,19 @@ def test_table_rows_carry_state_value_params_duration_and_the_reason_headline():
     assert trial_rows(TrialLog(["minimize"]), ["loss"]).empty
 
 
+def test_table_rows_say_which_devices_and_cores_each_trial_ran_on_while_it_runs():
+    log = TrialLog(["minimize"])
+    log.update(
+        [
+            trial(0, value=0.5, attrs={"resources": {"gpus": "0", "cpus": "0-3"}}),
+            trial(1, TrialState.RUNNING, attrs={"resources": {"gpus": "1", "cpus": "4-7"}}),
+        ]
+    )
+    rows = trial_rows(log, ["loss"])
+    assert list(rows.columns)[-4:] == ["gpus", "cpus", "duration (s)", "failure reason"]
+    assert rows[["gpus", "cpus"]].values.tolist() == [["0", "0-3"], ["1", "4-7"]]
+
+
 def test_history_is_each_value_and_the_best_so_far_by_trial_number():
     log = TrialLog(["maximize"])
     log.update([trial(2, value=0.7), trial(0, value=0.5), trial(1, TrialState.FAIL), trial(3, value=0.6)])

@@ -67,12 +67,13 @@ def test_best_json_is_the_file_the_page_offers():
 
 def test_every_metric_a_trial_reported_has_a_column_after_the_parameters():
     trials = [
-        trial(0, TrialState.COMPLETE, 0.5, user_attrs={"metrics": {"value": 0.5, "train_loss": 0.7, "lr": 9.0}}),
+        trial(0, TrialState.COMPLETE, 0.5, user_attrs={"metrics": {"loss": 0.5, "train_loss": 0.7, "lr": 9.0}}),
         trial(1, TrialState.PRUNED, 0.9, user_attrs={"metrics": {"epoch": 3.0, "train_loss": 1.5}}),
         trial(2, TrialState.FAIL),
     ]
-    rows = list(csv.DictReader(io.StringIO(trials_csv(trials, ["value"]))))
+    rows = list(csv.DictReader(io.StringIO(trials_csv(trials, ["loss"]))))
     assert list(rows[0])[:6] == ["number", "state", "value", "lr", "train_loss", "epoch"], "no column twice"
+    assert "loss" not in rows[0], "the objective is the value column"
     assert [(r["train_loss"], r["epoch"]) for r in rows] == [("0.7", ""), ("1.5", "3.0"), ("", "")]
 
 

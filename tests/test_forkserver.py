@@ -114,3 +114,39 @@ def test_import_dependencies_loads_what_the_script_imports_and_skips_what_fails(
     assert sys.modules["helper_mod_for_test"].LOADED
     assert "no_such_module_here" not in sys.modules
     assert str(tmp_path) not in sys.path, "the script's directory is not left on the path"
+
+
+def test_the_slots_share_is_the_servers_before_it_imports_the_script_and_its_childrens(tmp_path, monkeypatch):
+    """A library counts devices and sizes thread pools when imported, in the server: it must see the share."""
+    from sweeps.resources import Share
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    (tmp_path / "counts_devices.py").write_text(
+        "import json, os\n"
+        "SEEN = [os.environ.get('CUDA_VISIBLE_DEVICES'), sorted(os.sched_getaffinity(0)),\n"
+        "        os.environ.get('OMP_NUM_THREADS'), os.getpid()]\n"
+        "json.dump(SEEN, open(os.path.join(os.path.dirname(__file__), 'at_import.json'), 'w'))\n"
+    )
+    program = tmp_path / "train.py"
+    program.write_text(
+        "import json, os\nimport counts_devices\n"
+        "print(json.dumps([os.environ.get('CUDA_VISIBLE_DEVICES'), sorted(os.sched_getaffinity(0)), "
+        "os.environ.get('OMP_NUM_THREADS')]))\n"
+    )
+    core = min(os.sched_getaffinity(0))
+    server = ForkServer(str(program), Share(gpus=("1",), cpus=(core,)))
+    try:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe()
+        server.spawn(ScriptRun(str(program)), out_w, err_w, res_w)
+        for fd in (out_w, err_w, res_w):
+            os.close(fd)
+        assert os.WEXITSTATUS(server.wait()) == 0, read_all(err_r)
+        *at_import, importer = json.loads((tmp_path / "at_import.json").read_text())
+        assert importer == server._process.pid, "imported once, by the server"
+        assert at_import == ["1", [core], "1"]
+        assert json.loads(read_all(out_r)) == ["1", [core], "1"], "and every trial's child inherits it"
+        read_all(res_r)
+    finally:
+        server.close()

@@ -123,3 +123,18 @@ def test_a_fork_server_that_died_between_trials_is_replaced_before_the_next_one(
     assert (work.result["state"], work.result["value"]) == ("COMPLETE", 1.0), work.result
     assert work._server._process.pid != server.pid
     work._server.close()
+
+
+def test_a_cuda_out_of_memory_error_is_the_trials_reason(tmp_path):
+    """Raised as torch raises it on a full device (no GPU here: the script raises torch's own error)."""
+    pytest.importorskip("torch")
+    script = tmp_path / "full_device.py"
+    script.write_text(
+        "import torch\nraise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
+        "total capacity of 15.78 GiB of which 1.12 GiB is free.')\n"
+    )
+    work = make_work(script, tmp_path, timeout=60)
+    work.run(3, {})
+    result = work.result_of(3)
+    assert result.state == "FAIL"
+    assert result.reason.startswith("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.")

@@ -73,3 +73,10 @@ def test_unusable_metrics_fail(output, reason):
 def test_result_round_trips_through_a_dict():
     result = TrialResult(3, COMPLETE, value=0.5, duration=1.25, user_attrs={"checkpoint": "/a.ckpt"})
     assert TrialResult.from_dict(result.to_dict()) == result
+
+
+def test_a_trial_killed_over_its_memory_cap_fails_saying_so_with_its_last_output():
+    end = ProcessEnd(exit_code=None, signal=signal.SIGKILL, memory_cap=8 * 10**9)
+    result = judge(4, reader_with("epoch 1\n"), end)
+    assert result.state == FAIL
+    assert result.reason == "out of memory (cap 8 GB)\n--- last output ---\nepoch 1"

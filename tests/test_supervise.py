@@ -69,3 +69,31 @@ def test_the_deadline_cuts_a_grace_period_short_and_the_trial_stays_pruned(serve
     end, out, took = run_and_prune(server, tmp_path, grace=5.0, timeout=0.2)
     assert end.pruned and not end.timed_out and end.signal == signal.SIGKILL
     assert took < 0.3
+
+
+#: Holds ``argv[1]`` MB (written, so resident) for up to 20 s; with ``child``, in a process it starts.
+HOLDS_MEMORY = """
+import subprocess, sys, time
+megabytes = int(sys.argv[1])
+if sys.argv[2:] == ["child"]:
+    subprocess.run([sys.executable, __file__, sys.argv[1]])
+else:
+    ballast = b"x" * (megabytes * 2**20)
+    print("holding", megabytes, flush=True)
+    time.sleep(20)
+"""
+
+
+@pytest.mark.parametrize(("megabytes", "where"), [(300, "self"), (300, "child"), (10, "self")])
+def test_a_trial_over_its_memory_cap_is_killed_and_one_under_it_is_not(server, tmp_path, megabytes, where):
+    script = tmp_path / "holds.py"
+    script.write_text(HOLDS_MEMORY.replace("time.sleep(20)", "time.sleep(20 if megabytes > 100 else 0.3)"))
+    args = [str(megabytes)] + (["child"] if where == "child" else [])
+    cap = 150 * 10**6
+    started = time.monotonic()
+    end = run_trial(server, ScriptRun(str(script), args), lambda text: None, lambda text: None, memory_cap=cap)
+    if megabytes > 100:  # its processes' memory, counted together, is over the cap
+        assert end.memory_cap == cap and end.signal == signal.SIGKILL
+        assert time.monotonic() - started < 10, "killed once measured, not at the end of its sleep"
+    else:
+        assert end.memory_cap is None and end.exit_code == 0

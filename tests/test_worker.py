@@ -1,6 +1,7 @@
 """The worker's loop (one HPOFlow.run per step), driven here by plain slots that end a trial on the next pass."""
 
 import ast
+import re
 
 from optuna.trial import TrialState
 
@@ -65,7 +66,7 @@ def test_runs_exactly_run_cap_trials_in_parallel_with_zero_and_negative_metrics(
     stored = sweep.study.get_trials()
     assert [t.state for t in stored] == [TrialState.COMPLETE] * 5
     assert all(t.value == t.params["x"] for t in stored)
-    assert lines[0] == "sweep test: 0/5 trials already finished"
+    assert lines[0] == "sweep test: 0/5 trials already finished, 2 at once"
     assert sum(line.startswith("[") and " trial " in line for line in lines) == 5, "a line per ended trial"
     assert lines[-2] == "sweep test: finished, 5/5 trials finished"
     values, best = lines[-1].splitlines()
@@ -167,3 +168,20 @@ def test_a_sweep_without_a_metric_completes_the_trials_that_exit_0(tmp_path):
     rows = list(csv.DictReader((tmp_path / "out" / "trials.csv").open()))
     assert {r["value"] for r in rows} == {""} and rows[0]["acc"] != ""
     assert not (tmp_path / "out" / "best.json").exists()
+
+
+def test_each_trial_records_the_share_of_the_slot_that_ran_it(tmp_path):
+    from sweeps.record import RESOURCES_ATTR
+    from sweeps.resources import Share
+
+    sweep = open_sweep(tmp_path)
+    slots = [Slot(lambda n, p: TrialResult(n, COMPLETE, value=p["x"])) for _ in range(2)]
+    shares = [Share(gpus=("0",), cpus=(0, 1)), Share(gpus=("1",), cpus=(2, 3))]
+    lines = []
+    run(Worker(sweep, slots, say=lines.append, shares=shares))
+
+    by_number = {t.number: t for t in sweep.study.get_trials()}
+    for slot, expected in zip(slots, [{"gpus": "0", "cpus": "0-1"}, {"gpus": "1", "cpus": "2-3"}], strict=True):
+        assert slot.started and all(by_number[n].user_attrs[RESOURCES_ATTR] == expected for n in slot.started)
+    ended = [line for line in lines if line.startswith("[")]
+    assert all(re.search(r"\| [\d.]+s gpus [01] cpus [02]-[13] \|", line) for line in ended), ended
