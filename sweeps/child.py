@@ -54,12 +54,15 @@ class ScriptRun:
         return runpy.run_path(self.program, run_name="__main__")
 
 
-def child_main(target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w: int, res_w: int) -> None:
-    """Run ``target`` with its output on those pipes, and its result on ``res_w``; never returns."""
+def child_main(
+    target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w: int, res_w: int, parent: int
+) -> None:
+    """Run ``target`` with its output on those pipes, and its result on ``res_w``; never returns.
+    ``parent``: the pid of the process that forked this one."""
     # A group of its own, so that everything the script starts can be killed with it; and death
     # with the parent, so that a killed app leaves no script running.
     os.setpgid(0, 0)
-    die_with_parent()
+    die_with_parent(parent)
     # The parent's handlers (Lightning's SIGTERM handler) must not run here.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -92,14 +95,17 @@ def child_main(target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w
         os._exit(code)
 
 
-def die_with_parent() -> None:
-    """Have the kernel kill this process when its parent dies (Linux; elsewhere a no-op)."""
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent (pid ``parent``) dies (Linux; elsewhere a no-op);
+    at once if it died before this was asked for."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:  # not Linux: a killed app may leave a script running
-        pass
+        return
+    if os.getppid() != parent:  # it died between the fork and the prctl: no signal will come
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _exit_code(exc: SystemExit) -> int:

@@ -116,7 +116,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         code = f"import sys; sys.path.insert(0, {_ROOT!r}); from sweeps.forkserver import serve; serve()"
         cpus = json.dumps(self.share.cpus)
-        argv = [sys.executable, "-c", code, str(theirs.fileno()), self.program, cpus]
+        argv = [sys.executable, "-c", code, str(theirs.fileno()), self.program, cpus, str(os.getpid())]
         env = {**os.environ, **self.share.environment()}
         self._process = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
         theirs.close()
@@ -152,8 +152,8 @@ def _read_message(connection: socket.socket, pending: bytes) -> tuple[dict[str, 
 
 def serve() -> None:
     """The server's main loop (``argv``: the socket's descriptor, the program whose imports to load, the
-    cores it and its children may use as JSON, ``null`` for all)."""
-    die_with_parent()
+    cores it and its children may use as JSON, ``null`` for all, the work's pid)."""
+    die_with_parent(int(sys.argv[4]))
     cpus = json.loads(sys.argv[3])
     if cpus is not None:  # first: a library's threads started by an import take the affinity they find
         os.sched_setaffinity(0, cpus)
@@ -170,10 +170,11 @@ def serve() -> None:
         if request is None:
             return  # the work closed its end, or is gone
         run = ScriptRun(**request)
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
             connection.close()
-            child_main(partial(run, packages), *fds)  # never returns
+            child_main(partial(run, packages), *fds, parent=server)  # never returns
         try:
             os.setpgid(pid, pid)  # the child does so too: whichever comes first, the work can kill the group
         except OSError:

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from sweeps.child import ScriptRun
+from sweeps.child import ScriptRun, die_with_parent
 from sweeps.forkserver import ForkServer, _message, _read_message, import_dependencies
 
 
@@ -67,6 +67,28 @@ def test_the_child_is_in_a_process_group_of_its_own_and_dies_with_the_server(ser
     server._process.kill()  # the OOM killer, say
     server._process.wait()
     assert dead_within(pid, 5), "the script does not outlive its fork server"
+
+
+def test_a_child_whose_parent_died_before_it_asked_to_die_with_it_dies_at_once(tmp_path):
+    """The window between a fork and the prctl: a parent killed there sends no signal, ever."""
+    survived = tmp_path / "survived"
+    read_end, write_end = os.pipe()
+    first = os.fork()
+    if first == 0:  # the parent-to-be, gone at once
+        parent = os.getpid()
+        second = os.fork()
+        if second == 0:
+            time.sleep(0.3)  # its parent has exited by now
+            die_with_parent(parent)
+            survived.write_text("still running")
+            os._exit(0)
+        os.write(write_end, str(second).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(first, 0)
+    orphan = int(read_all(read_end))
+    assert dead_within(orphan, 5)
+    assert not survived.exists()
 
 
 def dead_within(pid: int, seconds: float) -> bool:
