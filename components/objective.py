@@ -28,13 +28,14 @@ from lightning_app.components import TracerPythonScript
 from components.fixes.loop import forget_ended_calls, restart_work_process, work_process_alive
 from sweeps import record, wandb_runs
 from sweeps.child import ScriptRun
-from sweeps.command import Launch
+from sweeps.command import Launch, trial_environment
 from sweeps.forkserver import ForkServer
 from sweeps.metrics import MetricReader
 from sweeps.resources import UNMANAGED, Share
 from sweeps.result import TrialResult, judge
 from sweeps.supervise import run_trial
-from sweeps.trainer import TrialHooks
+from sweeps.sweep import TrialRequest
+from sweeps.trainer import RESUME_CHECKPOINT, TrialHooks
 
 #: Intermediate values reach the flow at most this often (a script may print thousands a second).
 PUSH_SECONDS = 0.02
@@ -61,11 +62,11 @@ class ObjectiveWork(TracerPythonScript):
 
     # -- in the flow's process: the worker's slot --------------------------------------------------
 
-    def start_trial(self, number: int, params: dict[str, Any]) -> None:
+    def start_trial(self, request: TrialRequest) -> None:
         if not work_process_alive(self):  # it died with its last trial: a fresh process takes the slot
             restart_work_process(self)
         forget_ended_calls(self)
-        self.run(number, params)
+        self.run(request.number, request.params, request.first_trial, request.resume)
 
     def result_of(self, number: int) -> TrialResult | None:
         if self.result is not None and self.result["number"] == number:
@@ -100,7 +101,9 @@ class ObjectiveWork(TracerPythonScript):
 
     # -- in the work's process ---------------------------------------------------------------------
 
-    def run(self, number: int, params: dict[str, Any]) -> None:
+    def run(self, number: int, params: dict[str, Any], first_trial: int | None = None, resume: bool = False) -> None:
+        """Run trial ``number`` in the directory of ``first_trial`` (its own by default), continuing from
+        its last checkpoint when ``resume``."""
         launch = self._launch
         if self._server is None:  # the first trial: what the script imports is loaded once, in the server
             self._server = ForkServer(launch.program if launch.runs_warm else "", self._share)
@@ -125,8 +128,9 @@ class ObjectiveWork(TracerPythonScript):
                 self.progress = json.dumps({"number": number, "values": reader.values})
             return prune_file.exists()
 
-        with open(launch.log_file(number), "w") as log:
-            script_run = self._script_run(number, params, prune_file)
+        with open(launch.log_file(number), "w", buffering=1) as log:  # line by line: users follow it with tail -f
+            trial_dir = launch.trial_dir(number if first_trial is None else first_trial)
+            script_run = self._script_run(number, params, prune_file, trial_dir, resume)
             end = run_trial(
                 self._server,
                 script_run,
@@ -139,22 +143,27 @@ class ObjectiveWork(TracerPythonScript):
             )
         reader.close()
         prune_file.unlink(missing_ok=True)
+        # The trial ended here, whatever its state: no run will continue it (an interrupted trial's
+        # work is gone, and keeps it). Model-sized files, one per trial, would fill a disk.
+        (trial_dir / RESUME_CHECKPOINT).unlink(missing_ok=True)
         result = judge(number, reader, end, time.monotonic() - started, self.timeout).to_dict()
         self.result = {**result, INTERMEDIATE_KEY: json.dumps(reader.values)}  # one change of state, not two
 
-    def _script_run(self, number: int, params: dict[str, Any], prune_file: Path) -> ScriptRun:
-        """What the trial's child runs: the program with the trial's arguments, or the sweep's command;
-        a W&B program's runs offline, in the trial's directory, with the trial's parameters."""
+    def _script_run(
+        self, number: int, params: dict[str, Any], prune_file: Path, trial_dir: Path, resume: bool
+    ) -> ScriptRun:
+        """What the trial's child runs: the program with the trial's arguments, or the sweep's command,
+        told its directory and whether it resumes; a W&B program's runs offline, in the trial's
+        directory, with the trial's parameters."""
         launch = self._launch
-        env = {}
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        env = trial_environment(trial_dir, resume)
         if self._wandb:
-            trial_dir = launch.trial_dir(number)
-            trial_dir.mkdir(parents=True, exist_ok=True)
             params_file = trial_dir / "sweep-params.yaml"
             params_file.write_text(wandb_runs.params_file_text(params))
-            env = wandb_runs.environment(trial_dir, params_file)
+            env.update(wandb_runs.environment(trial_dir, params_file, resume))
         if not launch.runs_warm:
             return ScriptRun(launch.program, command=launch.argv(number, params), env=env, wandb=self._wandb)
-        hooks = TrialHooks(str(prune_file), str(launch.trial_dir(number)))
+        hooks = TrialHooks(str(prune_file), str(trial_dir), resume)
         args = launch.warm_argv(number, params)
         return ScriptRun(launch.program, args, hooks=asdict(hooks), env=env, wandb=self._wandb)

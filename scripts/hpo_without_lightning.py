@@ -26,7 +26,7 @@ from sweeps.config import parse_config  # noqa: E402
 from sweeps.control import Request  # noqa: E402
 from sweeps.result import COMPLETE, TrialResult  # noqa: E402
 from sweeps.samplers import make_sampler  # noqa: E402
-from sweeps.sweep import Sweep  # noqa: E402
+from sweeps.sweep import Sweep, TrialRequest  # noqa: E402
 from sweeps.worker import Worker  # noqa: E402
 
 TOTAL_TRIALS = 6
@@ -46,8 +46,8 @@ class ObjectiveWork:
         self.result: TrialResult | None = None
         self._started: tuple[int, dict[str, Any]] | None = None
 
-    def start_trial(self, trial_number: int, params: dict[str, Any]) -> None:
-        self._started = (trial_number, params)
+    def start_trial(self, request: TrialRequest) -> None:
+        self._started = (request.number, request.params)
         self.result = None
 
     def values_of(self, trial_number: int) -> list[tuple[int, float]]:

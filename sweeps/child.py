@@ -54,9 +54,7 @@ class ScriptRun:
         return runpy.run_path(self.program, run_name="__main__")
 
 
-def child_main(
-    target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w: int, res_w: int, parent: int
-) -> None:
+def child_main(target: Callable[[], Mapping[str, Any] | None], out_w: int, err_w: int, res_w: int, parent: int) -> None:
     """Run ``target`` with its output on those pipes, and its result on ``res_w``; never returns.
     ``parent``: the pid of the process that forked this one."""
     # A group of its own, so that everything the script starts can be killed with it; and death

@@ -63,6 +63,17 @@ def check(command: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(command)
 
 
+#: Given to every trial's process: the directory it and its retries share, for its checkpoints.
+TRIAL_DIR_VARIABLE = "SWEEPS_TRIAL_DIR"
+#: ``1`` when the run continues an interrupted trial: a script resumes from its checkpoint in the trial directory.
+RESUME_VARIABLE = "SWEEPS_RESUME"
+
+
+def trial_environment(trial_dir: Path, resume: bool) -> dict[str, str]:
+    """What every trial's process finds in its environment about its directory and whether it resumes."""
+    return {TRIAL_DIR_VARIABLE: str(trial_dir), RESUME_VARIABLE: "1" if resume else "0"}
+
+
 def script_args(params: dict[str, Any]) -> list[str]:
     """W&B's ``${args}``: ``--name=value``, each value as recorded (``str`` of a float is its ``repr``)."""
     return [f"--{name}={value}" for name, value in params.items()]
@@ -142,7 +153,8 @@ class Launch:
         return self.log_dir / f"{number}.args.json"
 
     def trial_dir(self, number: int) -> Path:
-        """A trial's own directory: a traced Trainer's logs and checkpoints."""
+        """The directory of trial ``number`` and its retries (``SWEEPS_TRIAL_DIR``): a traced Trainer's logs
+        and checkpoints, a W&B run's files."""
         return Path(self.output_dir) / "trials" / str(number)
 
     @property

@@ -133,7 +133,7 @@ def config_view(config: SweepConfig) -> dict[str, Any]:
 
 def trial_rows(log: TrialLog, names: Sequence[str]) -> pd.DataFrame:
     """The trials table: number, state, each objective's value, parameters, every other metric reported,
-    the devices and cores it ran on, duration, failure reason."""
+    the devices and cores it ran on, the step it resumed from, duration, failure reason."""
     import pandas as pd
 
     rows = []
@@ -145,6 +145,8 @@ def trial_rows(log: TrialLog, names: Sequence[str]) -> pd.DataFrame:
         row.update(record.params(t))
         row.update({k: v for k, v in t.user_attrs.get(record.METRICS_ATTR, {}).items() if k not in row})
         row.update(t.user_attrs.get(record.RESOURCES_ATTR, {}))
+        if record.RESUMED_FROM_ATTR in t.user_attrs:
+            row["resumed from"] = t.user_attrs[record.RESUMED_FROM_ATTR]
         row["duration (s)"] = t.duration.total_seconds() if t.duration else None
         row["failure reason"] = record.reason_headline(t) if t.state == TrialState.FAIL else ""
         rows.append(row)

@@ -21,7 +21,18 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps import record
 
-FIXED_COLUMNS = ["number", "state", "value", "duration_s", "started", "completed", "retry_of", "attempt", "fail_reason"]
+FIXED_COLUMNS = [
+    "number",
+    "state",
+    "value",
+    "duration_s",
+    "started",
+    "completed",
+    "retry_of",
+    "attempt",
+    "resumed_from",
+    "fail_reason",
+]
 
 
 class Exports:
@@ -80,8 +91,8 @@ def best_json(trials: Sequence[FrozenTrial], names: Sequence[str], directions: S
 def trials_csv(trials: Sequence[FrozenTrial], names: Sequence[str] = ("value",)) -> str:
     """One row per trial: its number, state, value (blank for a sweep without a metric; one column per
     objective, named after it, for several), parameters, the last value of every other metric it
-    reported, the devices and cores it ran on (when the config manages them), times, retries and failure
-    reason."""
+    reported, the devices and cores it ran on (when the config manages them), times, retries, the step
+    a run continuing an interrupted trial started at, and failure reason."""
     objectives = ["value"] if len(names) <= 1 else list(names)
     params = list(dict.fromkeys(name for t in trials for name in record.params(t)))
     taken = {*FIXED_COLUMNS, *objectives, *names, *params}  # the objective is the value column
@@ -109,6 +120,7 @@ def trials_csv(trials: Sequence[FrozenTrial], names: Sequence[str] = ("value",))
                 _blank(t.datetime_complete and t.datetime_complete.isoformat(timespec="seconds")),
                 _blank(t.user_attrs.get(record.RETRY_OF_ATTR)),
                 _blank(t.user_attrs.get(record.ATTEMPT_ATTR)),
+                _blank(t.user_attrs.get(record.RESUMED_FROM_ATTR)),
                 _blank(t.user_attrs.get(record.REASON_ATTR)),
             ]
         )

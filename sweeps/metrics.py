@@ -57,6 +57,7 @@ class MetricReader:
     by_trainer: dict[str, float] = field(default_factory=dict)  # last values: a traced Trainer's callback_metrics
     traced: bool = False  # a traced Trainer reports, and stops by itself when pruned
     checkpoint: str | None = None  # the traced Trainer's best checkpoint
+    resumed_from: int | None = None  # the step a traced Trainer continued an interrupted trial at
     started: float = field(default_factory=time.monotonic)
     validation_times: list[float] = field(default_factory=list)  # when the traced Trainer validated
     _partial: str = ""
@@ -129,6 +130,8 @@ class MetricReader:
             self.traced = True
         elif kind == trainer.CHECKPOINT:
             self.checkpoint = rest
+        elif kind == trainer.RESUMED:
+            self.resumed_from = _step(parse_line(rest))
         elif kind in (trainer.VALIDATION, trainer.FINAL):
             if kind == trainer.VALIDATION:
                 self.validation_times.append(time.monotonic())

@@ -64,6 +64,12 @@ def stored_trial(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
     return study._storage.get_trial(trial._trial_id)
 
 
+def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
+    """The stored trial of that number, without reading every trial of the study."""
+    storage = study._storage
+    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+
+
 def as_created(trial: optuna.Trial) -> FrozenTrial:
     """The trial as the storage held it when ``trial`` was made (RUNNING), without another query."""
     return trial._cached_frozen_trial

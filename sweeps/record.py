@@ -22,6 +22,12 @@ REASON_ATTR = "fail_reason"
 PARAMS_ATTR = "params"
 #: On a retry: the number of the FAIL trial whose parameters it tries again, and which attempt it is.
 RETRY_OF_ATTR, ATTEMPT_ATTR = "retry_of", "attempt"
+#: On a retry: the number of the first trial of its parameters, whose directory its retries share.
+FIRST_TRIAL_ATTR = "first_trial"
+#: On a retry of an interrupted trial: true, the run is to continue from the trial's last checkpoint.
+RESUME_ATTR = "resume"
+#: On a run that continued from a checkpoint: the step (epoch) it started at.
+RESUMED_FROM_ATTR = "resumed_from"
 #: On a PRUNED trial: the step at which the pruner said stop (the script may report a few more).
 PRUNED_AT_ATTR = "pruned_at_step"
 #: The path of a traced Lightning Trainer's best checkpoint.
@@ -50,6 +56,9 @@ WORKER_LOST = "worker lost"
 WORK_LOST = "work lost"
 #: Failures that are not the trial's own: they use no retry attempt and do not count towards max_failures.
 NOT_THE_TRIALS_FAULT = (INTERRUPTED, WORKER_LOST)
+#: Failures that cut a trial short from outside: its retry continues it from its last checkpoint. Any
+#: other failure (an exception, an exit code, a timeout, NaN, its memory cap) starts it over.
+INTERRUPTIONS = (INTERRUPTED, WORKER_LOST, WORK_LOST)
 
 #: States that count towards ``run_cap``: a trial *finished* in one of them.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -75,6 +84,16 @@ def has_ended(trial: FrozenTrial) -> bool:
 def counts_as_failure(trial: FrozenTrial) -> bool:
     """A FAIL that is the trial's own fault, which counts towards ``max_failures``."""
     return trial.state == TrialState.FAIL and trial.user_attrs.get(REASON_ATTR) not in NOT_THE_TRIALS_FAULT
+
+
+def first_trial(trial: FrozenTrial) -> int:
+    """The number of the first trial of this trial's parameters (its own, unless it is a retry)."""
+    return int(trial.user_attrs.get(FIRST_TRIAL_ATTR, trial.number))
+
+
+def was_interrupted(trial: FrozenTrial) -> bool:
+    """A FAIL from outside the trial (:data:`INTERRUPTIONS`): its retry continues where it stopped."""
+    return trial.state == TrialState.FAIL and reason_headline(trial) in INTERRUPTIONS
 
 
 def attempt(trial: FrozenTrial) -> int:

@@ -24,17 +24,20 @@ def owes_retry(trial: FrozenTrial, max_retries: int) -> bool:
 
 
 def queue_retry(study: optuna.Study, failed: FrozenTrial) -> None:
-    """Queue the failed trial's parameters as a new trial; the next ask takes it.
+    """Queue the failed trial's parameters as a new trial; the next ask takes it. It shares the first
+    trial's directory, and continues from its checkpoint when the failed trial was interrupted.
 
     A failure that was not the trial's fault uses no attempt. (Optuna's RetryFailedTrialCallback
     would copy the failed trial's user attributes, its failure reason among them, into the retry.)
     """
     attempt = record.attempt(failed) + int(record.counts_as_failure(failed))
-    study.enqueue_trial(
-        failed.params,
-        user_attrs={record.RETRY_OF_ATTR: failed.number, record.ATTEMPT_ATTR: attempt},
-        skip_if_exists=False,
-    )
+    attrs = {
+        record.RETRY_OF_ATTR: failed.number,
+        record.ATTEMPT_ATTR: attempt,
+        record.FIRST_TRIAL_ATTR: record.first_trial(failed),
+        record.RESUME_ATTR: record.was_interrupted(failed),
+    }
+    study.enqueue_trial(failed.params, user_attrs=attrs, skip_if_exists=False)
 
 
 def recover_interrupted(study: optuna.Study, max_retries: int) -> None:

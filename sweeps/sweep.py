@@ -42,6 +42,8 @@ class TrialRequest:
 
     number: int
     params: dict[str, Any]
+    first_trial: int  # the first trial of these parameters (its own number unless a retry): its directory's
+    resume: bool = False  # it continues an interrupted trial, from that trial's last checkpoint
 
     @property
     def args(self) -> list[str]:
@@ -192,7 +194,8 @@ class Sweep:
                 self._full_until = time.monotonic() + SYNC_SECONDS
                 return None
             trial = self._new_trial()
-            self.tally.update([optuna_internals.as_created(trial)])
+            created = optuna_internals.as_created(trial)
+            self.tally.update([created])
             self._heartbeats.start(trial)  # at once: a RUNNING trial without one is never found lost
         params = self.config.space.sample(trial)
         derived = {p.name: params[p.name] for p in self.config.space.parameters if p.inverse_cdf and p.name in params}
@@ -203,7 +206,8 @@ class Sweep:
             trial.set_user_attr(record.RESOURCES_ATTR, used)
         self._asked[trial.number] = trial
         self._untried.started(trial.number, params)
-        return TrialRequest(trial.number, params)
+        resume = bool(created.user_attrs.get(record.RESUME_ATTR))
+        return TrialRequest(trial.number, params, record.first_trial(created), resume)
 
     def _new_trial(self) -> optuna.Trial:
         """A queued retry first, then an untried configuration of a small space, then the sampler's."""
@@ -260,6 +264,8 @@ class Sweep:
                 trial.set_user_attr(record.REASON_ATTR, result.reason)
             for key, value in result.user_attrs.items():
                 trial.set_user_attr(key, value)
+            if record.RESUMED_FROM_ATTR in result.user_attrs:
+                self._continue_curve(trial, result.user_attrs[record.RESUMED_FROM_ATTR])
             if result.state == COMPLETE:
                 frozen = self.study.tell(trial, _values(result), skip_if_finished=True)
             else:
@@ -282,6 +288,18 @@ class Sweep:
         if queued or self.shared:
             self.sync()
         return frozen
+
+    def _continue_curve(self, trial: optuna.Trial, resumed_from: int) -> None:
+        """A run that continued an interrupted trial reported from ``resumed_from`` on: the steps
+        before it are the interrupted trial's, and the stored curve is whole."""
+        interrupted = optuna_internals.as_created(trial).user_attrs.get(record.RETRY_OF_ATTR)
+        if interrupted is None or len(self.config.objectives) != 1:
+            return
+        earlier = optuna_internals.trial_by_number(self.study, interrupted).intermediate_values
+        with warnings.catch_warnings():  # a step the run reported too: Optuna keeps the first
+            warnings.simplefilter("ignore", UserWarning)
+            for step in sorted(s for s in earlier if s < resumed_from):
+                trial.report(earlier[step], step)
 
 
 def _values(result: TrialResult) -> float | list[float]:

@@ -21,6 +21,7 @@ import ast
 import functools
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -41,6 +42,10 @@ TRACED = "traced"
 FINAL = "final"
 #: At the end of fit, when a ModelCheckpoint saved one: ``[sweeps] checkpoint: /abs/path/epoch=9-step=230.ckpt``.
 CHECKPOINT = "checkpoint:"
+#: When fit continued from the trial's last checkpoint: ``[sweeps] resumed epoch=6`` (the first epoch it runs).
+RESUMED = "resumed"
+#: The trial's last checkpoint, in its directory: saved after each validation, continued from by a retry.
+RESUME_CHECKPOINT = "resume.ckpt"
 
 #: The Lightning packages whose Trainer is traced, by the name a script imports them under.
 PACKAGES = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_lightning"}
@@ -114,7 +119,12 @@ class TrialHooks:
     """What the callback of one trial needs to know."""
 
     prune_file: str  # the work creates it when the pruner says stop
-    root_dir: str  # the Trainer's default_root_dir unless the script sets one
+    root_dir: str  # the trial's directory: the Trainer's default_root_dir unless the script sets one
+    resume: bool = False  # fit continues from the last checkpoint in root_dir
+
+    @property
+    def checkpoint(self) -> str:
+        return os.path.join(self.root_dir, RESUME_CHECKPOINT)
 
 
 def trace_trainers(packages: Sequence[str], hooks: TrialHooks) -> None:
@@ -124,6 +134,7 @@ def trace_trainers(packages: Sequence[str], hooks: TrialHooks) -> None:
     for package in packages:
         trainer = importlib.import_module(package).Trainer
         trainer.__init__ = _traced(trainer.__init__, package, hooks)
+        trainer.fit = _resuming(trainer.fit, hooks)
 
 
 def _traced(init: Callable[..., None], package: str, hooks: TrialHooks) -> Callable[..., None]:
@@ -132,6 +143,22 @@ def _traced(init: Callable[..., None], package: str, hooks: TrialHooks) -> Calla
         init(trainer, *args, **_with_callback(package, hooks, kwargs))
 
     return traced_init
+
+
+def _resuming(fit: Callable[..., Any], hooks: TrialHooks) -> Callable[..., Any]:
+    """``Trainer.fit`` that, in a run continuing an interrupted trial, starts from the trial's last
+    checkpoint, unless the script names one itself."""
+
+    signature = inspect.signature(fit)
+
+    @functools.wraps(fit)
+    def resuming_fit(trainer: Any, *args: Any, **kwargs: Any) -> Any:
+        call = signature.bind(trainer, *args, **kwargs)
+        if hooks.resume and call.arguments.get("ckpt_path") is None and os.path.exists(hooks.checkpoint):
+            call.arguments["ckpt_path"] = hooks.checkpoint
+        return fit(*call.args, **call.kwargs)
+
+    return resuming_fit
 
 
 def _with_callback(package: str, hooks: TrialHooks, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -157,17 +184,47 @@ def callback_class(package: str) -> type:
     base = importlib.import_module(package).Callback
 
     class SweepsCallback(base):  # type: ignore[misc, valid-type]
-        """Reports the metrics after each validation, stops when the pruner said so, names the best checkpoint."""
+        """Reports the metrics after each validation, stops when the pruner said so, names the best
+        checkpoint; keeps the trial's last checkpoint, and says where a run continuing from it started."""
 
         def __init__(self, hooks: TrialHooks) -> None:
             self.hooks = hooks
             self.last: dict[str, float] = {}
             self.pruned = False
+            self.validated: list[Any] | None = None  # the last validation: step name, step, metrics
+            self.restored: dict[str, Any] | None = None  # what the checkpoint fit continues from holds
+
+        def state_dict(self) -> dict[str, Any]:
+            """Saved in each checkpoint: the random generators' states, so that a run continuing from it
+            draws what the interrupted one would have (Lightning's checkpoints do not keep them), and the
+            validation it was saved after, whose values the interrupted run may not have got across."""
+            return {"rng": _rng_states(), "validated": self.validated}
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            self.restored = state_dict
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            # Here, not when loaded: fit draws from the generators between the two (its sanity check,
+            # its first data loader), which the interrupted run did before it saved them.
+            if self.restored is not None:
+                _set_rng_states(self.restored["rng"])
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            if self.restored is not None and trainer.is_global_zero:  # the first epoch this run trains
+                if self.restored.get("validated"):
+                    step_name, step, metrics = self.restored["validated"]
+                    print(validation_line(metrics, step_name, step), flush=True)
+                step_name, step = _step(trainer)
+                print(f"{TAG} {RESUMED} {step_name}={step}", flush=True)
+            self.restored = None
 
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
             # Not the sanity check, nor a trainer.validate() after fit: those are no epoch of training.
             if trainer.sanity_checking or trainer.state.fn != "fit":
                 return
+            self.validated = [*_step(trainer), _metrics(trainer)]
+            if trainer.checkpoint_callbacks:  # first: a value reported is never ahead of the checkpoint
+                self._save_checkpoint(trainer)
             if trainer.is_global_zero:
                 self._print(trainer, VALIDATION)
             if os.path.exists(self.hooks.prune_file):  # every rank that has the callback stops
@@ -184,6 +241,13 @@ def callback_class(package: str) -> type:
             if path:
                 print(checkpoint_line(os.path.abspath(path)), flush=True)
 
+        def _save_checkpoint(self, trainer: Any) -> None:
+            """The trial's last checkpoint, replaced whole (a kill while it is written leaves the previous one)."""
+            partial = self.hooks.checkpoint + ".partial"
+            trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
+            if trainer.is_global_zero:
+                os.replace(partial, self.hooks.checkpoint)
+
         def _print(self, trainer: Any, kind: str, metrics: dict[str, float] | None = None) -> None:
             metrics = _metrics(trainer) if metrics is None else metrics
             step_name, step = _step(trainer)
@@ -191,6 +255,35 @@ def callback_class(package: str) -> type:
             self.last.update(metrics)
 
     return SweepsCallback
+
+
+def _rng_states() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+    import torch
+
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    # Plain lists and tensors: torch.load reads checkpoints with weights_only, which refuses numpy arrays.
+    numpy_state = [name, keys.tolist(), position, has_gauss, gauss]
+    states = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: Mapping[str, Any]) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.setstate(states["python"])
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _metrics(trainer: Any) -> dict[str, float]:

@@ -36,6 +36,12 @@ LOG, SUMMARY = "log", "summary"
 
 #: W&B's own settings, read from the environment by ``wandb.init``.
 MODE = "WANDB_MODE"
+#: In the trial's directory: the id of the trial's own W&B run, which a run continuing the trial takes again.
+RUN_ID_FILE = "wandb-run-id"
+#: Read by the tracer only (children's ``wandb.init`` ignore them): where to write the run's id, and the id
+#: of the run to continue.
+_ID_FILE, _CONTINUE_ID = "SWEEPS_WANDB_ID_FILE", "SWEEPS_WANDB_CONTINUE_ID"
+
 #: How to get wandb when a script needs it and it is missing.
 INSTALL = "pip install -r requirements-wandb.txt"
 
@@ -61,9 +67,11 @@ def installed() -> bool:
     return importlib.util.find_spec("wandb") is not None
 
 
-def environment(trial_dir: Path, params_file: Path) -> dict[str, str]:
+def environment(trial_dir: Path, params_file: Path, resume: bool = False) -> dict[str, str]:
     """What a trial's process needs in its environment for its W&B runs: offline (unless the user chose
-    a mode), every directory W&B writes in under ``trial_dir`` (nothing in ``HOME``), its parameters."""
+    a mode), every directory W&B writes in under ``trial_dir`` (nothing in ``HOME``), its parameters;
+    when it continues an interrupted trial, the id of that trial's run, which it takes again (offline,
+    W&B writes a new run directory under the same id: ``wandb sync`` makes them one run)."""
     wandb_dir = trial_dir / "wandb-files"
     env = {
         "WANDB_DIR": str(trial_dir),  # the run itself: trial_dir/wandb/offline-run-.../
@@ -72,7 +80,10 @@ def environment(trial_dir: Path, params_file: Path) -> dict[str, str]:
         "WANDB_DATA_DIR": str(wandb_dir / "data"),
         "WANDB_ARTIFACT_DIR": str(wandb_dir / "artifacts"),
         "WANDB_SWEEP_PARAM_PATH": str(params_file),
+        _ID_FILE: str(trial_dir / RUN_ID_FILE),
     }
+    if resume and (trial_dir / RUN_ID_FILE).is_file():
+        env[_CONTINUE_ID] = (trial_dir / RUN_ID_FILE).read_text().strip()
     if MODE not in os.environ:
         env[MODE] = "offline"
     return env
@@ -120,9 +131,15 @@ def trace() -> None:
             _say(SUMMARY, state["summary"])
 
     def init(*args: Any, **kwargs: Any) -> Any:
+        first = state["run"] is None and os.getpid() == pid
+        continued = os.environ.get(_CONTINUE_ID)
+        if first and continued and "id" not in kwargs and "WANDB_RUN_ID" not in os.environ:
+            kwargs.update(id=continued, resume="allow")
         run = original_init(*args, **kwargs)
         if ours(run):
             atexit.register(summarise, run)
+            if os.environ.get(_ID_FILE):
+                Path(os.environ[_ID_FILE]).write_text(run.id)
         return run
 
     def log(self: Any, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:

@@ -21,13 +21,14 @@ from sweeps.control import Request, Status
 from sweeps.export import Exports
 from sweeps.resources import Share
 from sweeps.result import TrialResult
-from sweeps.sweep import Sweep
+from sweeps.sweep import Sweep, TrialRequest
 
 
 class Slot(Protocol):
     """Runs one trial at a time, without blocking the caller."""
 
-    def start_trial(self, number: int, params: dict[str, Any]) -> None: ...
+    def start_trial(self, request: TrialRequest) -> None:
+        """Start the trial ``request`` describes: its number, parameters, directory, whether it resumes."""
 
     def result_of(self, number: int) -> TrialResult | None:
         """The result of that trial once it has ended, else None."""
@@ -106,7 +107,7 @@ class Worker:
                 if request is None:  # other workers' trials take the rest of run_cap
                     continue
                 self.running[index] = request.number
-                slot.start_trial(request.number, request.params)
+                slot.start_trial(request)
         for result in told_later:
             self._ended(sweep.tell(result))
 

@@ -163,16 +163,17 @@ def test_table_rows_carry_state_value_params_duration_and_the_reason_headline():
     assert trial_rows(TrialLog(["minimize"]), ["loss"]).empty
 
 
-def test_table_rows_say_which_devices_and_cores_each_trial_ran_on_while_it_runs():
+def test_table_rows_say_which_devices_and_cores_each_trial_ran_on_and_where_it_resumed():
     log = TrialLog(["minimize"])
     log.update(
         [
             trial(0, value=0.5, attrs={"resources": {"gpus": "0", "cpus": "0-3"}}),
-            trial(1, TrialState.RUNNING, attrs={"resources": {"gpus": "1", "cpus": "4-7"}}),
+            trial(1, TrialState.RUNNING, attrs={"resources": {"gpus": "1", "cpus": "4-7"}, "resumed_from": 6}),
         ]
     )
     rows = trial_rows(log, ["loss"])
-    assert list(rows.columns)[-4:] == ["gpus", "cpus", "duration (s)", "failure reason"]
+    assert list(rows.columns)[-5:] == ["gpus", "cpus", "resumed from", "duration (s)", "failure reason"]
+    assert rows["resumed from"].fillna(-1).tolist() == [-1, 6]
     assert rows[["gpus", "cpus"]].values.tolist() == [["0", "0-3"], ["1", "4-7"]]
 
 

@@ -3,9 +3,12 @@ cleanly on the pruner's word, and names its best checkpoint. Real scripts, real 
 example (LightningCLI on `lightning.pytorch`) and tests/scripts/lightning_argparse.py (argparse
 with dotted names, on `pytorch_lightning`). Needs requirements-lightning.txt (in CI: must run)."""
 
+import csv
 import importlib.util
 import os
 import re
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -162,3 +165,159 @@ def test_sweeping_the_example_prunes_early_and_keeps_each_trials_checkpoint(tmp_
         assert "`Trainer.fit` stopped: `max_epochs" not in log and "[sweeps] checkpoint: " in log, "stopped cleanly"
         assert Path(t.user_attrs[CHECKPOINT_ATTR]).is_file()
     print(f"{len(pruned)} PRUNED, {len(complete)} COMPLETE in {took:.1f} s")
+
+
+def kill_when_logged(work: ObjectiveWork, number: int, text: str, keep: Path) -> threading.Thread:
+    """Kill trial ``number``'s process once its log shows ``text``, its last checkpoint copied to ``keep``
+    first: as if the work had died with it (a work that sees its trial end removes the checkpoint)."""
+    import shutil
+
+    import psutil
+
+    def kill() -> None:
+        log = work._launch.log_file(number)
+        deadline = time.monotonic() + 120
+        while not (log.exists() and text in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        shutil.copy(work._launch.trial_dir(number) / "resume.ckpt", keep)
+        for child in psutil.Process(work._server._process.pid).children():
+            child.kill()
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    return killer
+
+
+def epochs_trained(log: str) -> list[int]:
+    """The epochs a run trained: its validations (a continuing run first repeats its checkpoint's)."""
+    log = log.split("[sweeps] resumed", 1)[-1]
+    return [int(e) for e in re.findall(r"\[sweeps\] validation epoch=(\d+)", log)]
+
+
+def epochs_run(work: ObjectiveWork, number: int) -> list[int]:
+    return epochs_trained(log_of(work, number))
+
+
+def test_a_killed_trial_continues_from_its_last_checkpoint_to_the_uninterrupted_value(tmp_path):
+    """The script shuffles its batches and uses dropout: the value is the same only if the run continues
+    exactly (weights, optimizer, the random generators' states)."""
+    work = make_work(SCRIPTS / "lightning_resume.py", tmp_path / "results", "val_loss", timeout=120)
+    params = {"lr": 0.01, "sleep": 0.02}
+    work.run(0, params)
+    uninterrupted, curve = work.result_of(0), dict(work.values_of(0))
+    assert uninterrupted.state == "COMPLETE" and epochs_run(work, 0) == list(range(10))
+
+    killer = kill_when_logged(work, 1, "validation epoch=5", tmp_path / "kept.ckpt")
+    work.run(1, params)
+    killer.join()
+    assert work.result_of(1).reason.startswith("killed by signal SIGKILL") and epochs_run(work, 1)[-1] >= 5
+    assert not (tmp_path / "results" / "trials" / "1" / "resume.ckpt").exists(), "the trial ended: removed"
+    (tmp_path / "kept.ckpt").rename(tmp_path / "results" / "trials" / "1" / "resume.ckpt")
+    work.run(2, params, first_trial=1, resume=True)
+    continued = work.result_of(2)
+    assert continued.state == "COMPLETE", continued.reason
+    assert continued.user_attrs["resumed_from"] >= 6 and epochs_run(work, 2)[0] == continued.user_attrs["resumed_from"]
+    assert len(epochs_run(work, 1)) + len(epochs_run(work, 2)) <= 12
+    assert continued.value == uninterrupted.value
+    resumed_from = continued.user_attrs["resumed_from"]
+    # the checkpoint's own epoch, which the killed run may not have got across, then those it trained
+    assert dict(work.values_of(2)) == {step: curve[step] for step in range(resumed_from - 1, 10)}
+
+    work.run(3, params, first_trial=1, resume=False)  # a retry after the trial's own failure starts over
+    assert epochs_run(work, 3) == list(range(10)) and work.result_of(3).value == uninterrupted.value
+    assert "resumed_from" not in work.result_of(3).user_attrs
+
+
+def resume_config(tmp_path, **overrides) -> dict:
+    """One trial of tests/scripts/lightning_resume.py (10 epochs of ~0.3 s), one retry allowed."""
+    config = {
+        "name": "resume",
+        "program": str(SCRIPTS / "lightning_resume.py"),
+        "method": "grid",
+        "metric": {"name": "val_loss", "goal": "minimize"},
+        "parameters": {"lr": {"value": 0.01}, "sleep": {"value": 0.05}},
+        "parallel": 1,
+        "max_retries": 1,
+        "storage": f"sqlite:///{tmp_path / 'sweep.db'}",
+        "output_dir": str(tmp_path / "results"),
+    }
+    config.update(overrides)
+    return config
+
+
+def uninterrupted_value(tmp_path) -> float:
+    work = make_work(SCRIPTS / "lightning_resume.py", tmp_path / "reference", "val_loss", timeout=120)
+    work.run(0, {"lr": 0.01, "sleep": 0.0})
+    return work.result_of(0).value
+
+
+def wait_for_line(path: Path, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and text in path.read_text()):
+        assert time.monotonic() < deadline, f"{text!r} never in {path}"
+        time.sleep(0.005)
+
+
+def assert_continued(trials, results: Path, reference: float, reason: str) -> None:
+    """The first run killed after epoch 5, the retry continued from epoch 6 or later to the same value."""
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], [t.user_attrs for t in trials]
+    first, retry = trials
+    assert first.user_attrs["fail_reason"] == reason
+    assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["resume"] is True
+    assert retry.user_attrs["resumed_from"] >= 6
+    epochs = [epochs_trained((results / "logs" / f"{n}.log").read_text()) for n in (0, 1)]
+    assert epochs[1][0] == retry.user_attrs["resumed_from"] and len(epochs[0]) + len(epochs[1]) <= 12
+    assert retry.value == reference
+    assert sorted(retry.intermediate_values) == list(range(10)), "the whole curve, each epoch once"
+    assert not (results / "trials" / "1").exists(), "the retry ran in the first trial's directory"
+    assert not (results / "trials" / "0" / "resume.ckpt").exists(), "removed once the trial ended"
+
+
+@pytest.mark.slow
+def test_an_app_killed_mid_trial_continues_it_from_its_checkpoint_when_restarted(tmp_path, write_config):
+    from tests.harness import kill_group, start_app
+
+    reference = uninterrupted_value(tmp_path)
+    config = resume_config(tmp_path)
+    path = write_config(config)
+    app = start_app("app_wo_ui.py", path, tmp_path, open(tmp_path / "first.log", "w"), subprocess.STDOUT)
+    try:
+        wait_for_line(tmp_path / "results" / "logs" / "0.log", "validation epoch=5")
+        os.killpg(app.pid, signal.SIGKILL)  # during epoch 6: the machine is gone
+        app.wait(timeout=10)
+    finally:
+        kill_group(app)
+    done = run_headless(path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    trials = optuna.load_study(study_name="resume", storage=config["storage"]).trials
+    assert_continued(trials, tmp_path / "results", reference, "interrupted")
+    rows = list(csv.DictReader((tmp_path / "results" / "trials.csv").open()))
+    assert [r["resumed_from"] for r in rows] == ["", str(trials[1].user_attrs["resumed_from"])]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_has_its_trial_continued_by_another(tmp_path, write_config, shared_storage):
+    from sweeps.storage import open_storage
+    from tests.harness import kill_group, processes_of, start_app
+
+    reference = uninterrupted_value(tmp_path)
+    url, name = shared_storage
+    config = resume_config(tmp_path, name=name, storage=url, heartbeat_interval=1, grace_period=2)
+    path = write_config(config)
+    workers = []
+    try:
+        for worker in ("a", "b"):  # started together; one takes the trial, the other waits
+            (tmp_path / worker).mkdir()
+            log = open(tmp_path / f"{worker}.log", "w")
+            workers.append(start_app("app_wo_ui.py", path, tmp_path / worker, log, subprocess.STDOUT))
+        wait_for_line(tmp_path / "results" / "logs" / "0.log", "validation epoch=5")
+        running = [w for w in workers if any("lightning_resume" in " ".join(p.cmdline()) for p in processes_of(w))]
+        assert len(running) == 1, "one worker runs the trial"
+        os.killpg(running[0].pid, signal.SIGKILL)
+        other = next(w for w in workers if w is not running[0])
+        assert other.wait(timeout=120) == 0, [(tmp_path / f"{w}.log").read_text() for w in ("a", "b")]
+    finally:
+        for worker in workers:
+            kill_group(worker)
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).trials
+    assert_continued(trials, tmp_path / "results", reference, "worker lost")

@@ -174,11 +174,59 @@ def test_reopening_after_a_crash_fails_the_running_trials_and_tries_them_again(t
     assert (resumed.finished, resumed.tally.failures) == (1, 0), "an interruption is not the trial's failure"
     again = resumed.ask()
     assert again.params == lost.params and again.number == 2
-    assert resumed.study.get_trials()[2].user_attrs == {"retry_of": lost.number, "attempt": 0, "params": again.params}
+    assert resumed.study.get_trials()[2].user_attrs == {
+        "retry_of": lost.number,
+        "attempt": 0,
+        "first_trial": lost.number,
+        "resume": True,
+        "params": again.params,
+    }
+    assert (again.first_trial, again.resume) == (lost.number, True), "it continues in the lost trial's directory"
 
     resumed.tell(TrialResult(again.number, COMPLETE, value=2.0))
     reopened = Sweep.open(config)  # queues nothing more: the interrupted trial has its retry
     assert len(reopened.study.get_trials()) == 3 and reopened.finished == 2
+
+
+def retrying_sweep(tmp_path) -> Sweep:
+    """A sweep whose failed trials are retried three times, and which gives up only after nine."""
+    config = make_config(
+        tmp_path,
+        method="random",
+        run_cap=3,
+        max_retries=3,
+        max_failures=9,
+        parameters={"lr": {"distribution": "normal"}},
+    )
+    return Sweep.open(config)
+
+
+def test_retries_share_the_first_trials_directory_and_continue_it_only_after_an_interruption(tmp_path):
+    sweep = retrying_sweep(tmp_path)
+    first = sweep.ask()
+    assert (first.first_trial, first.resume) == (first.number, False)
+    sweep.tell(TrialResult.failed(first.number, "ValueError: boom (at train.py:3)"))
+    again = sweep.ask()
+    assert (again.first_trial, again.resume) == (first.number, False), "its own failure: it starts over"
+    sweep.tell(TrialResult.failed(again.number, "work lost"))
+    continued = sweep.ask()
+    assert (continued.first_trial, continued.resume) == (first.number, True), "a dead work: it continues"
+    sweep.tell(TrialResult.failed(continued.number, "timeout after 9 s\n--- last output ---\nx"))
+    last = sweep.ask()
+    assert (last.first_trial, last.resume, last.params) == (first.number, False, first.params)
+
+
+def test_a_run_that_continued_an_interrupted_trial_gets_the_steps_it_did_not_run(tmp_path):
+    sweep = retrying_sweep(tmp_path)
+    first = sweep.ask()
+    sweep.report(first.number, [(0, 5.0), (1, 4.0), (2, 3.0)])
+    sweep.tell(TrialResult.failed(first.number, "work lost"))
+    continued = sweep.ask()
+    sweep.report(continued.number, [(2, 3.0), (3, 2.0), (4, 1.0)])  # from its checkpoint of step 2
+    sweep.tell(TrialResult(continued.number, COMPLETE, value=1.0, user_attrs={"resumed_from": 2}))
+    stored = sweep.study.get_trials()[continued.number]
+    assert stored.intermediate_values == {0: 5.0, 1: 4.0, 2: 3.0, 3: 2.0, 4: 1.0}
+    assert stored.user_attrs["resumed_from"] == 2
 
 
 def test_stop_lets_running_trials_be_told_and_asks_for_no_more(tmp_path):

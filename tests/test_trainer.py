@@ -137,3 +137,14 @@ def test_a_pruned_trial_keeps_its_checkpoint():
     reader = read(validation_line({"val_loss": 0.9}, "epoch", 0), checkpoint_line("/c.ckpt"))
     result = judge(0, reader, ProcessEnd(pruned=True))
     assert (result.state, result.value, result.user_attrs[CHECKPOINT_ATTR]) == (PRUNED, 0.9, "/c.ckpt")
+
+
+def test_a_continuing_run_says_the_first_epoch_it_trains_and_reports_from_its_checkpoints_validation():
+    reader = read(
+        validation_line({"val_loss": 0.5}, "epoch", 5),  # the checkpoint's own validation, repeated
+        "[sweeps] resumed epoch=6",
+        validation_line({"val_loss": 0.4}, "epoch", 6),
+    )
+    assert reader.values == [(5, 0.5), (6, 0.4)] and reader.resumed_from == 6
+    result = judge(0, reader, ProcessEnd())
+    assert (result.state, result.value, result.user_attrs["resumed_from"]) == (COMPLETE, 0.4, 6)

@@ -6,6 +6,7 @@ through the work, with a real wandb, and writes nothing under HOME.
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,26 @@ def test_a_summary_set_by_hand_is_the_trials_value(tmp_path, home):
     assert [v for _, v in values] == [4.0, 2.0, 3.0]
     assert (result["state"], result["value"]) == ("COMPLETE", 2.0), "not the last logged: the summary"
     assert list(home.iterdir()) == []
+
+
+@needs_wandb
+def test_a_run_continuing_an_interrupted_trial_takes_its_w_and_b_run_id_again_and_a_fresh_retry_does_not(
+    tmp_path, home
+):
+    work = make_work(SCRIPTS / "wandb_argparse.py", tmp_path / "out", "loss", timeout=120)
+    params = {"lr": 0.2, "epochs": 2}
+    try:
+        work.run(0, params)  # the first trial; say it was then interrupted
+        time.sleep(1.1)  # W&B names an offline run's directory by the second it started in
+        work.run(3, params, first_trial=0, resume=True)
+        time.sleep(1.1)
+        work.run(4, params, first_trial=0, resume=False)  # a retry after the trial's own failure: from scratch
+    finally:
+        work._server.close()
+    runs = sorted((tmp_path / "out" / "trials" / "0" / "wandb").glob("offline-run-*"))
+    ids = [run.name.rsplit("-", 1)[1] for run in runs]
+    assert len(ids) == 3 and ids[0] == ids[1] != ids[2], ids
+    assert not (tmp_path / "out" / "trials" / "3").exists(), "retries share the first trial's directory"
 
 
 @needs_wandb

@@ -23,9 +23,9 @@ class Slot:
         self.pending: TrialResult | None = None
         self.result: TrialResult | None = None
 
-    def start_trial(self, number, params):
-        self.started.append(number)
-        self.pending = self.outcome(number, params)
+    def start_trial(self, request):
+        self.started.append(request.number)
+        self.pending = self.outcome(request.number, request.params)
 
     def values_of(self, number):
         return []
