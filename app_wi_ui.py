@@ -1,4 +1,4 @@
-"""Sweeps with its browser UI: `lightning_app run app app_wi_ui.py`, then press Run at /view."""
+"""Sweeps with its browser UI: `lightning run app app_wi_ui.py`, then press Run at /view."""
 
 from lightning_app import LightningApp
 

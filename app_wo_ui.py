@@ -1,4 +1,4 @@
-"""Sweeps headless: `lightning_app run app app_wo_ui.py --open-ui false` runs the sweep and exits."""
+"""Sweeps headless: `lightning run app app_wo_ui.py --open-ui false` runs the sweep and exits."""
 
 from lightning_app import LightningApp
 

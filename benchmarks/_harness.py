@@ -31,7 +31,7 @@ def noop_config(name: str, program: Path, trials: int, parallel: int, workdir: P
 
 
 def run_headless(config: dict, workdir: Path, timeout: float = 3600, **env: str) -> tuple[float, optuna.Study, str]:
-    """Write ``config`` to ``workdir``, run `lightning_app run app app_wo_ui.py` on it (``env`` added to its
+    """Write ``config`` to ``workdir``, run `lightning run app app_wo_ui.py` on it (``env`` added to its
     environment); (wall s, study, stdout)."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = harness.write_config(config, workdir / "sweep.yaml")

@@ -4,7 +4,7 @@
 
 A no-op trial script (it prints its metric at once) runs N times, ``parallel`` at a time:
 
-* Sweeps: the real ``lightning_app run app app_wo_ui.py`` on an SQLite storage;
+* Sweeps: the real ``lightning run app app_wo_ui.py`` on an SQLite storage;
 * the hand loop: ``optuna`` ``study.optimize(objective, n_jobs=parallel)`` on an SQLite storage,
   whose objective runs the same script with ``subprocess.run`` and parses its stdout.
 

@@ -55,16 +55,18 @@ def render_fn(state: Any) -> None:
     _controls(page)
     _live_status(page)
     _plot(page)
-    names = ["Trials", "Optimisation history", "Parameter importance"]
+    names = ["Trials", "Learning curves", "Optimisation history", "Parameter importance"]
     tabs = st.tabs([*names, "Pareto front"] if len(page.metrics) > 1 else names)
     with tabs[0]:
         _trials_table(page)
     with tabs[1]:
-        _history(page)
+        _learning_curves(page)
     with tabs[2]:
+        _history(page)
+    with tabs[3]:
         _importance(page)
     if len(page.metrics) > 1:
-        with tabs[3]:
+        with tabs[4]:
             _pareto(page)
 
 
@@ -420,18 +422,140 @@ def _trials_table(page: _Page) -> None:
         rows = page.derived("rows", lambda log: trial_rows(log, page.metrics))
         shown = st.pills("State", STATES, selection_mode="multi", default=list(STATES), key="states")
         rows = rows[rows["state"].isin(shown)].sort_values("trial", ascending=False)
-        st.caption(f"{len(rows)} trials · click a column's header to sort")
-        st.dataframe(
+        st.caption(f"{len(rows)} trials · click a column's header to sort, a row to see its trial below")
+        event = st.dataframe(
             rows,
             hide_index=True,
             height=420,
+            on_select="rerun",
+            selection_mode="single-row",
+            key="trials_table",
             column_config={
                 "trial": st.column_config.NumberColumn(format="%d", width="small"),
                 "failure reason": st.column_config.TextColumn(width="large"),
             },
         )
+        picked = event.selection.rows if event is not None else []
+        _trial_view(page, int(rows.iloc[picked[0]]["trial"]) if picked and picked[0] < len(rows) else None)
 
     table()
+
+
+def _trial_view(page: _Page, picked: int | None) -> None:
+    """One trial: what it ran with, every metric, its curve and the pruner's decision, its log, the
+    command that re-runs it."""
+    import streamlit as st
+    from optuna.trial import TrialState
+
+    from sweeps import record
+    from sweeps.dashboard import log_tail, pruning_decision, trial_details
+
+    trials = {t.number: t for t in page.log.trials if t.state != TrialState.WAITING}
+    if not trials:
+        return
+    numbers = sorted(trials, reverse=True)
+    if picked is not None and picked in trials:
+        st.session_state["trial_view"] = picked  # a row picked in the table chooses the trial shown
+    number = st.selectbox(
+        "Trial", numbers, key="trial_view", format_func=lambda n: f"trial {n} · {trials[n].state.name}"
+    )
+    trial = trials[number]
+    details, metrics = st.columns(2)
+    details.markdown("**Trial**")
+    details.dataframe(_as_rows(trial_details(trial, page.metrics)), hide_index=True, width="stretch")
+    details.markdown("**Parameters**")
+    details.dataframe(_as_rows(record.params(trial)), hide_index=True, width="stretch")
+    metrics.markdown("**Every metric it reported** (last values)")
+    metrics.dataframe(_as_rows(trial.user_attrs.get(record.METRICS_ATTR, {})), hide_index=True, width="stretch")
+    if trial.state == TrialState.FAIL:
+        st.markdown("**Failure reason**")
+        st.code(str(trial.user_attrs.get(record.REASON_ATTR, "no reason")), language=None)
+    decision = pruning_decision(page.log, trial)
+    if decision is not None:
+        st.markdown(f"**Pruner:** {decision.text(page.metrics[0])}")
+    if trial.intermediate_values:
+        _trial_curve(page, trial, decision.step if decision else None)
+    st.markdown("**Command that re-runs it**")
+    st.code(page.launch.command_line(number, record.params(trial)), language="bash", wrap_lines=True)
+    log_file = page.launch.log_file(number)
+    st.markdown(f"**Log** (last lines of `{log_file}`)")
+    st.code(log_tail(log_file) or "(empty)", language=None)
+    if log_file.exists():
+        st.download_button(
+            "Whole log", data=log_file.read_bytes(), file_name=log_file.name, mime="text/plain", key="trial_log"
+        )
+
+
+def _trial_curve(page: _Page, trial: Any, stopped_at: int | None) -> None:
+    import altair as alt
+    import pandas as pd
+    import streamlit as st
+
+    metric = page.metrics[0] if page.metrics else "value"
+    frame = pd.DataFrame(
+        {"step": step, "value": value, "stopped": step == stopped_at}
+        for step, value in sorted(trial.intermediate_values.items())
+    )
+    line = (
+        alt.Chart(frame)
+        .mark_line(point=True, color="#1f77b4")
+        .encode(
+            x=alt.X("step:Q", axis=alt.Axis(format="d", tickMinStep=1)),
+            y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+            tooltip=["step", alt.Tooltip("value:Q", title=metric)],
+        )
+    )
+    stop = alt.Chart(frame[frame["stopped"]]).mark_point(shape="cross", size=160, color="#d62728", filled=True)
+    chart = (line + stop.encode(x="step:Q", y="value:Q")).properties(
+        height=260, usermeta={"embedOptions": {"renderer": "svg"}}
+    )
+    where = ", the cross: where it was pruned" if stopped_at is not None else ""
+    st.markdown(f"**Intermediate values** ({len(frame)} steps{where})")
+    st.altair_chart(chart, width="stretch")
+
+
+def _as_rows(mapping: dict[str, Any]) -> Any:
+    """A two-column frame (name, value) of a mapping, values as text: a column of mixed types is not
+    one Arrow column."""
+    import pandas as pd
+
+    return pd.DataFrame({"name": list(mapping), "value": [str(v) for v in mapping.values()]})
+
+
+def _learning_curves(page: _Page) -> None:
+    """Every trial's intermediate values; where the pruner stopped one, a cross."""
+    import altair as alt
+    import streamlit as st
+
+    from sweeps.dashboard import CURVES_SHOWN, STATES, learning_curves
+
+    frame = page.derived("curves", learning_curves)
+    if frame.empty:
+        st.caption(
+            "No trial has reported intermediate values yet: a metric printed more than once (with `epoch=` or "
+            "`step=`), a Lightning Trainer's validations or `wandb.log` calls."
+        )
+        return
+    metric = page.metrics[0] if page.metrics else "value"
+    colour = alt.Color(
+        "state:N", scale=alt.Scale(domain=list(STATES), range=["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c"])
+    )
+    tooltip = ["trial", "step", alt.Tooltip("value:Q", title=metric), "state"]
+    x = alt.X("step:Q", axis=alt.Axis(format="d", tickMinStep=1))
+    y = alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False))
+    lines = alt.Chart(frame).mark_line(opacity=0.55).encode(x=x, y=y, color=colour, detail="trial:N", tooltip=tooltip)
+    stops = (
+        alt.Chart(frame[frame["stopped"]])
+        .mark_point(shape="cross", size=120, filled=True, color="#ff7f0e")
+        .encode(x=x, y=y, tooltip=tooltip)
+    )
+    chart = (lines + stops).properties(height=420, usermeta={"embedOptions": {"renderer": "svg"}})
+    st.altair_chart(chart, width="stretch")
+    trials = frame["trial"].nunique()
+    st.caption(
+        f"{trials} trials' curves (at most the latest {CURVES_SHOWN}), coloured by state; a cross marks the step "
+        "at which the pruner stopped a trial. Hover a line for its trial; the Trials tab shows any trial whole."
+    )
 
 
 def _objective(page: _Page, key: str) -> int:

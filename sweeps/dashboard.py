@@ -10,11 +10,14 @@ importance) is derived from the log only when its :attr:`TrialLog.version` moved
 from __future__ import annotations
 
 import math
+import os
 import random
+import statistics
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -194,6 +197,111 @@ def pareto(log: TrialLog, names: Sequence[str], x: int, y: int) -> pd.DataFrame:
         {"trial": t.number, names[x]: t.values[x], names[y]: t.values[y], "front": t.number in front} for t in complete
     ]
     return pd.DataFrame(rows, columns=["trial", names[x], names[y], "front"])
+
+
+#: The learning-curves chart shows at most this many trials' curves: the latest ones.
+CURVES_SHOWN = 200
+
+
+def learning_curves(log: TrialLog, shown: int = CURVES_SHOWN) -> pd.DataFrame:
+    """The intermediate values of the latest ``shown`` trials that reported some: one row per
+    ``(trial, step, value)``, with the trial's state, and ``stopped`` true on a PRUNED trial's row at
+    the step the pruner stopped it (its last reported step when the decision's step is not recorded)."""
+    import pandas as pd
+
+    rows = []
+    curved = [t for t in log.trials if t.intermediate_values and t.state != TrialState.WAITING]
+    for t in sorted(curved, key=lambda t: t.number)[-shown:]:
+        steps = sorted(t.intermediate_values)
+        stopped_at = t.user_attrs.get(record.PRUNED_AT_ATTR, steps[-1]) if t.state == TrialState.PRUNED else None
+        for step in steps:
+            value = t.intermediate_values[step]
+            if math.isfinite(value):
+                rows.append(
+                    {
+                        "trial": t.number,
+                        "step": step,
+                        "value": value,
+                        "state": t.state.name,
+                        "stopped": step == stopped_at,
+                    }
+                )
+    return pd.DataFrame(rows, columns=["trial", "step", "value", "state", "stopped"])
+
+
+@dataclass(frozen=True)
+class PruningDecision:
+    """Why the pruner stopped a trial: its value at the step it stopped, against the other trials' there."""
+
+    step: int
+    value: float
+    others: int  # finished trials (COMPLETE, PRUNED) that had a value at that step when it was stopped
+    median: float | None
+    best: float | None
+
+    def text(self, metric: str) -> str:
+        if not self.others:
+            return f"pruned at step {self.step} ({metric} = {self.value:.6g}); no finished trial had reached that step"
+        return (
+            f"pruned at step {self.step}: {metric} = {self.value:.6g}, against a median of {self.median:.6g} and a "
+            f"best of {self.best:.6g} at that step over the {self.others} trial{'s' * (self.others != 1)} "
+            "finished by then"
+        )
+
+
+def pruning_decision(log: TrialLog, trial: FrozenTrial) -> PruningDecision | None:
+    """The pruner's decision on a PRUNED trial, in the terms Optuna's pruners decide in (the trial's value
+    at the step, the others' median and best there); None for any other trial."""
+    if trial.state != TrialState.PRUNED or not trial.intermediate_values or not log.directions:
+        return None
+    step = trial.user_attrs.get(record.PRUNED_AT_ATTR, max(trial.intermediate_values))
+    value = trial.intermediate_values.get(step)
+    if value is None:
+        return None
+    stopped = trial.datetime_complete
+    others = [  # what the pruner compares with: trials finished by then, at the same step
+        t.intermediate_values[step]
+        for t in log.trials
+        if t.state in record.FINISHED
+        and t.number != trial.number
+        and step in t.intermediate_values
+        and math.isfinite(t.intermediate_values[step])
+        and (stopped is None or (t.datetime_complete is not None and t.datetime_complete <= stopped))
+    ]
+    if not others:
+        return PruningDecision(step, value, 0, None, None)
+    best = min(others) if log.directions[0] == "minimize" else max(others)
+    return PruningDecision(step, value, len(others), statistics.median(others), best)
+
+
+def trial_details(trial: FrozenTrial, names: Sequence[str]) -> dict[str, Any]:
+    """What the trial view lists: state, each objective, duration, retry, resources, where it resumed."""
+    details: dict[str, Any] = {"state": trial.state.name}
+    if trial.values is not None and names:
+        details.update(zip(names, trial.values, strict=True))
+    details["duration (s)"] = round(trial.duration.total_seconds(), 3) if trial.duration else None
+    for key, label in ((record.RETRY_OF_ATTR, "retry of"), (record.ATTEMPT_ATTR, "attempt")):
+        if key in trial.user_attrs:
+            details[label] = trial.user_attrs[key]
+    details.update(trial.user_attrs.get(record.RESOURCES_ATTR, {}))
+    if record.RESUMED_FROM_ATTR in trial.user_attrs:
+        details["resumed from"] = trial.user_attrs[record.RESUMED_FROM_ATTR]
+    if record.CHECKPOINT_ATTR in trial.user_attrs:
+        details["checkpoint"] = trial.user_attrs[record.CHECKPOINT_ATTR]
+    return details
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a trial's log, read from its end (a log may be large); "" if none."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            size = log.tell()
+            log.seek(max(0, size - 256 * lines))
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _projected(trial: FrozenTrial, objectives: Sequence[int]) -> FrozenTrial:

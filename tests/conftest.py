@@ -23,6 +23,19 @@ def write_config(tmp_path):
     return write
 
 
+@pytest.fixture
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (it cannot download a browser here)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.harness import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 def report_config(tmp_path: Path, **overrides) -> dict:
     """A small sweep of tests/scripts/report.py, whose metric `loss` is its parameter x."""
     config = {

@@ -1,4 +1,4 @@
-"""Running the real app as a user does (`lightning_app run app ...`), for the slow tests and the benchmarks.
+"""Running the real app as a user does (`lightning run app ...`), for the slow tests and the benchmarks.
 
 No pytest here: ``benchmarks/`` imports it too.
 """
@@ -36,8 +36,8 @@ def write_config(config: dict, path: Path) -> Path:
 
 
 def lightning_command(app_file: str) -> list[str]:
-    # The console script, as the README runs it (`python -m lightning_app` imports the absent `lightning`).
-    cli = str(Path(sys.executable).parent / "lightning_app")
+    # The user's words, as the README runs them: `lightning`, installed by requirements.txt.
+    cli = str(Path(sys.executable).parent / "lightning")
     return [cli, "run", "app", str(PROJECT / app_file), "--open-ui", "false"]
 
 
@@ -46,7 +46,7 @@ def app_env(config_path: Path, **extra: str) -> dict:
 
 
 def start_app(app_file: str, config_path: Path, cwd: Path, stdout, stderr, **env: str) -> subprocess.Popen:
-    """`lightning_app run app <app_file>` on a config, in a process group of its own (a session: setsid)."""
+    """`lightning run app <app_file>` on a config, in a process group of its own (a session: setsid)."""
     return subprocess.Popen(
         lightning_command(app_file),
         cwd=cwd,
@@ -59,7 +59,7 @@ def start_app(app_file: str, config_path: Path, cwd: Path, stdout, stderr, **env
 
 
 def run_headless(config_path: Path, cwd: Path, timeout: float = 180, **env: str):
-    """`lightning_app run app app_wo_ui.py` to the end, in its own process group (killed on timeout)."""
+    """`lightning run app app_wo_ui.py` to the end, in its own process group (killed on timeout)."""
     proc = start_app("app_wo_ui.py", config_path, cwd, subprocess.PIPE, subprocess.PIPE, **env)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)

@@ -16,10 +16,14 @@ from sweeps.dashboard import (
     failures,
     format_duration,
     history,
+    learning_curves,
+    log_tail,
     param_importances,
     pareto,
     progress,
+    pruning_decision,
     reported_metrics,
+    trial_details,
     trial_rows,
 )
 from sweeps.record import REASON_ATTR
@@ -301,3 +305,67 @@ def test_importance_of_each_objective():
     by_latency = param_importances(trials, ["minimize", "maximize"], 1000, objective=0)
     by_acc = param_importances(trials, ["minimize", "maximize"], 1000, objective=1)
     assert by_latency["lr"] > by_latency["kernel"] and by_acc["kernel"] > by_acc["lr"]
+
+
+def curve_trial(number, state, values, attrs=None, ended=None):
+    t = trial(
+        number,
+        state,
+        value=list(values.values())[-1] if state == TrialState.COMPLETE else None,
+        attrs=attrs,
+        ended=ended,
+    )
+    t.intermediate_values = dict(values)
+    return t
+
+
+def test_learning_curves_mark_where_the_pruner_stopped_a_trial_and_keep_the_latest_trials():
+    log = TrialLog(["minimize"])
+    log.update(
+        [
+            curve_trial(0, TrialState.COMPLETE, {0: 3.0, 1: 2.0, 2: 1.0}),
+            curve_trial(1, TrialState.PRUNED, {0: 4.0, 1: 3.9, 2: 3.8}, attrs={"pruned_at_step": 1}),
+            curve_trial(2, TrialState.PRUNED, {0: 5.0}),  # no decision step recorded: its last step
+            trial(3, TrialState.FAIL),  # no curve
+            curve_trial(4, TrialState.RUNNING, {0: 2.5, 1: float("nan")}),
+        ]
+    )
+    frame = learning_curves(log)
+    assert frame.groupby("trial").size().to_dict() == {0: 3, 1: 3, 2: 1, 4: 1}, "NaN is no point"
+    stopped = frame[frame["stopped"]][["trial", "step"]].values.tolist()
+    assert stopped == [[1, 1], [2, 0]]
+    assert learning_curves(log, shown=2)["trial"].unique().tolist() == [2, 4], "the latest trials with a curve"
+
+
+def test_the_pruners_decision_is_told_against_the_trials_finished_by_then():
+    log = TrialLog(["minimize"])
+    finished_before = [
+        curve_trial(n, TrialState.COMPLETE, {0: 1.0, 1: v}, ended=1) for n, v in enumerate([0.5, 0.7, 0.9])
+    ]
+    later = curve_trial(3, TrialState.COMPLETE, {0: 1.0, 1: 0.1}, ended=50)  # ended after the decision
+    pruned = curve_trial(4, TrialState.PRUNED, {0: 2.0, 1: 1.5}, attrs={"pruned_at_step": 1}, ended=10)
+    log.update([*finished_before, later, pruned])
+    decision = pruning_decision(log, pruned)
+    assert (decision.step, decision.value, decision.others, decision.median, decision.best) == (1, 1.5, 3, 0.7, 0.5)
+    assert decision.text("loss") == (
+        "pruned at step 1: loss = 1.5, against a median of 0.7 and a best of 0.5 at that step over the 3 trials "
+        "finished by then"
+    )
+    assert pruning_decision(log, later) is None, "only a PRUNED trial has a decision"
+
+
+def test_trial_details_and_the_tail_of_a_large_log(tmp_path):
+    t = trial(7, value=0.25, attrs={"retry_of": 3, "attempt": 1, "resources": {"gpus": "1"}, "resumed_from": 6})
+    assert trial_details(t, ["loss"]) == {
+        "state": "COMPLETE",
+        "loss": 0.25,
+        "duration (s)": 8.0,
+        "retry of": 3,
+        "attempt": 1,
+        "gpus": "1",
+        "resumed from": 6,
+    }
+    log = tmp_path / "7.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100_000)))
+    assert log_tail(log, lines=3) == "line 99997\nline 99998\nline 99999"
+    assert log_tail(tmp_path / "missing.log") == ""

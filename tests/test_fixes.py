@@ -5,18 +5,23 @@ unpatched code is kept in each module's ``ORIGINAL``. A fix that the pinned rele
 needs shows here as a defect that cannot be reproduced.
 """
 
+import asyncio
 import http.server
 import json
+import os
 import queue
+import re
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from types import SimpleNamespace
 
 import deepdiff.delta
 import deepdiff.path
+import httpx
 import lightning_app.utilities.proxies
 import pytest
 from deepdiff import DeepDiff, Delta
@@ -26,13 +31,15 @@ from lightning_app.core import api
 from lightning_app.core.queues import MultiProcessQueue
 from lightning_app.utilities.proxies import LightningWorkSetAttrProxy, WorkRunExecutor
 from lightning_app.utilities.state import AppState
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 import components  # noqa: F401  (applies the app's fixes, as the app files do)
 from components import fixes
-from components.fixes import hiplot_component, loop, streamlit_page
+from components.fixes import hiplot_component, loop, runtime, streamlit_page
 from tests.conftest import PROJECT
 
-ALL = (*loop.FIXES, *streamlit_page.IN_APP, *streamlit_page.IN_PAGE, *hiplot_component.FIXES)
+ALL = (*loop.FIXES, *runtime.FIXES, *streamlit_page.IN_APP, *streamlit_page.IN_PAGE, *hiplot_component.FIXES)
 
 
 def test_every_fix_names_the_release_it_was_written_for_and_refuses_another():
@@ -348,3 +355,74 @@ def test_the_api_servers_port_is_claimed_by_binding_it_not_guessed():
     for sock in (held, claimed, again):
         sock.close()
     assert claim_port("127.0.0.1", free).getsockname()[1] == free, "the preferred port when it is free"
+
+
+EXTERNAL_LOGO = "https://storage.googleapis.com/grid-static/lightning-logo-with-text.svg"
+LOCAL_LOGO = "/static/media/lightning-logo-with-text.b964c8fbf221c97eb8ce52bb6e3a30d6.svg"
+BUNDLE, STYLESHEET = "/static/js/main.c1f02aeb.js", "/static/css/main.fb7060be.css"
+
+
+class Client:
+    """GETs from an ASGI app, in this process (no server, no lifespan)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def get(self, path: str) -> httpx.Response:
+        async def get() -> httpx.Response:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://app") as client:
+                return await client.get(path)
+
+        return asyncio.run(get())
+
+
+def test_the_api_server_serves_a_page_that_asks_nothing_of_the_internet():
+    unpatched = Client(Starlette(routes=[Mount("/static", app=runtime.ORIGINAL["static"])]))
+    assert EXTERNAL_LOGO in unpatched.get(BUNDLE).text, "unpatched: the footer's logo from storage.googleapis.com"
+    assert unpatched.get(STYLESHEET).text.count("@import url(https://fonts.googleapis.com/") == 4
+
+    patched = Client(api.fastapi_service)  # the API server's app, as its process serves it
+    bundle = patched.get(BUNDLE)
+    assert bundle.status_code == 200 and bundle.headers["content-type"].startswith("text/javascript")
+    assert EXTERNAL_LOGO not in bundle.text and f'src:"{LOCAL_LOGO}"' in bundle.text
+    assert not re.search(r'src:"https?://', bundle.text), "no other image, script or frame from elsewhere"
+    stylesheet = patched.get(STYLESHEET)
+    assert stylesheet.headers["content-type"].startswith("text/css") and "://" not in stylesheet.text
+    assert stylesheet.text.startswith("html{"), "the rest of the stylesheet as it was"
+    logo = patched.get(LOCAL_LOGO)
+    assert logo.status_code == 200 and logo.headers["content-type"] == "image/svg+xml"
+    assert logo.content.startswith(b"<svg")
+    assert patched.get("/static/favicon.ico").status_code == 200, "other files as Lightning serves them"
+    assert patched.get("/static/js/missing.js").status_code == 404
+
+
+def test_the_pages_streamlit_frame_fetches_no_usage_statistics_config(tmp_path, monkeypatch):
+    def gathers(env: dict) -> str:
+        shown = subprocess.run(
+            [sys.executable, "-m", "streamlit", "config", "show"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        return re.search(r"^(?:# )?gatherUsageStats = (\w+)$", shown, re.MULTILINE).group(1)
+
+    # No Streamlit variable or config file of this machine's: Streamlit's defaults.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("STREAMLIT_")}
+    env["HOME"] = str(tmp_path)
+    assert gathers(env) == "true", "unpatched: the frame fetches https://data.streamlit.io/metrics.json"
+    assert gathers({**env, **runtime.PAGE_ENV}) == "false"
+
+    seen = {}
+    monkeypatch.setitem(runtime.ORIGINAL, "dispatch", lambda runtime_: seen.update(os.environ))
+    try:
+        os.environ.pop("STREAMLIT_BROWSER_GATHER_USAGE_STATS", None)
+        runtime._dispatch(SimpleNamespace(start_server=False))  # as the runtime starts, before the page's server
+        assert seen["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] == "false"
+        os.environ["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "true"
+        runtime._dispatch(SimpleNamespace(start_server=False))
+        assert seen["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] == "true", "the user's own choice stands"
+    finally:
+        os.environ.pop("STREAMLIT_BROWSER_GATHER_USAGE_STATS", None)

@@ -172,7 +172,7 @@ def test_an_unknown_storage_is_one_line_naming_the_key(tmp_path):
     assert str(err.value).startswith("storage: should start with sqlite:/// (one app) or postgresql://")
 
 
-# -- the real app: several `lightning_app run app app_wo_ui.py` on one sweep -------------------------
+# -- the real app: several `lightning run app app_wo_ui.py` on one sweep -------------------------
 
 
 def trials_run_by(log_text: str) -> set[int]:

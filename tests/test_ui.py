@@ -14,23 +14,13 @@ from optuna.trial import TrialState
 
 from sweeps.storage import open_storage
 from tests.conftest import artifacts, report_config, tradeoff_config
-from tests.harness import CHROMIUM, CHROMIUM_ARGS, kill_group, start_ui_app, start_worker
+from tests.harness import CHROMIUM, kill_group, start_ui_app, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_run_to_the_end_then_read_best_trial_failure_reason_and_download_the_csv(tmp_path, write_config, browser):
@@ -371,5 +361,56 @@ def test_several_objectives_pareto_chart_best_set_and_the_metric_chooser(tmp_pat
         tooltip.wait_for(state="visible", timeout=10_000)
         assert "trial" in tooltip.inner_text() and "latency" in tooltip.inner_text()
         page.screenshot(path=out / "pareto.png", full_page=True)
+    finally:
+        kill_group(proc)
+
+
+def test_a_trial_view_and_the_learning_curves_with_a_pruned_trial(tmp_path, write_config, browser):
+    out = artifacts("ui-trial")
+    config = report_config(
+        tmp_path,
+        program=str(Path(__file__).parent / "scripts" / "curve.py"),
+        method="random",
+        seed=3,
+        run_cap=8,
+        parallel=1,  # trials one after another: the median pruner has finished trials to compare with
+        autostart=True,
+        parameters={"x": {"min": 0.0, "max": 10.0}, "epochs": {"value": 12}, "sleep": {"value": 0.02}},
+        early_terminate={"type": "median", "n_startup_trials": 2, "n_warmup_steps": 3},
+    )
+    proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 4200})  # the trial view below the table
+        page.goto(url)
+        sweep_page = page.frame_locator("iframe").first
+        sweep_page.get_by_text("8 of 8 trials finished · finished").wait_for(timeout=120_000)
+        trials = load_trials(config)
+        pruned = [t for t in trials if t.state == TrialState.PRUNED]
+        assert pruned, "the seed has the pruner stop some trials"
+
+        curves = sweep_page.get_by_role("tabpanel", name="Learning curves")
+        sweep_page.get_by_role("tab", name="Learning curves").click()
+        crosses = curves.locator(".vega-embed svg .mark-symbol.role-mark path")
+        crosses.first.wait_for(timeout=30_000)
+        assert crosses.count() == len(pruned), "a cross where each pruned trial was stopped"
+        lines = curves.locator(".vega-embed svg .mark-line.role-mark path")
+        assert lines.count() == len(trials), "a curve per trial"
+        curves.screenshot(path=out / "learning-curves.png")
+
+        sweep_page.get_by_role("tab", name="Trials").click()
+        view = sweep_page.get_by_role("tabpanel", name="Trials")
+        view.locator('[data-testid="stSelectbox"]').click()
+        chosen = pruned[0]
+        sweep_page.get_by_role("option", name=f"trial {chosen.number} · PRUNED").click()
+        decision = view.get_by_text(re.compile(rf"pruned at step {chosen.user_attrs['pruned_at_step']}: loss = "))
+        decision.wait_for(timeout=30_000)
+        command = view.locator("code", has_text=f"curve.py --x={chosen.params['x']} ")
+        command.wait_for(timeout=10_000)  # the command that re-runs this very trial
+        log = view.locator("code", has_text="epoch=").last.inner_text()
+        last_epoch = max(int(e) for e in re.findall(r"epoch=(\d+)", log))
+        assert last_epoch < 12 and f"epoch={last_epoch} loss=" in log, "its log's tail: it stopped early"
+        assert view.locator(".vega-embed svg .mark-line.role-mark path").count() == 1, "its curve"
+        view.get_by_role("button", name="Whole log").wait_for(timeout=10_000)
+        page.screenshot(path=out / "trial-view.png")
     finally:
         kill_group(proc)

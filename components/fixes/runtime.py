@@ -10,22 +10,69 @@ cannot serve stops the app with one line (``components.fixes.shutdown``).
 
 An app stopped by a signal (``components.fixes.shutdown``) ends as soon as the runtime has
 terminated it, with the exit code the signal gives, rather than through the CLI's "Aborted!".
+
+The page (``/view``) asks nothing of the internet, so that it shows whole on a machine without it:
+the API server serves Lightning's page files edited by :data:`PAGE_EDITS` (its footer's logo from
+the copy the bundle ships, no web fonts), and the page's Streamlit frame does not fetch Streamlit's
+usage-statistics config (:data:`PAGE_ENV`). The server's process is forked from the main one, so
+patches made here, at import, are the server's too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import mimetypes
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
-from lightning_app.core import constants
+from fastapi.staticfiles import StaticFiles
+from lightning_app.core import api, constants
 from lightning_app.core.api import LightningUvicornServer
 from lightning_app.runners.multiprocess import MultiProcessRuntime
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.types import Scope
 
 from components.fixes import Fix, shutdown
 
-ORIGINAL = {"dispatch": MultiProcessRuntime.dispatch, "run": LightningUvicornServer.run}
+
+def _static_mount() -> Mount:
+    """The API server's mount of Lightning's page files (``/static``)."""
+    return next(route for route in api.fastapi_service.routes if isinstance(route, Mount) and route.name == "static")
+
+
+ORIGINAL = {"dispatch": MultiProcessRuntime.dispatch, "run": LightningUvicornServer.run, "static": _static_mount().app}
+
+#: Edits of Lightning's page files (paths under its static dir), each a text found exactly once in its
+#: file -> its replacement. A file that does not hold each of its texts exactly once is served as it is.
+#: - The footer's "Running on" logo is loaded from storage.googleapis.com, although the bundle ships
+#:   the same SVG (its "App is not running" page shows that copy): offline, a broken image.
+#: - The stylesheet imports four web fonts from fonts.googleapis.com (four failed requests offline);
+#:   without them the page uses its own fallbacks (``font-family: Inter, Roboto, ..., sans-serif``), as
+#:   it does offline anyway. Its icons are SVGs, not the Material Icons font.
+PAGE_EDITS = {
+    "js/main.c1f02aeb.js": {
+        '"https://storage.googleapis.com/grid-static/lightning-logo-with-text.svg"': (
+            '"/static/media/lightning-logo-with-text.b964c8fbf221c97eb8ce52bb6e3a30d6.svg"'
+        ),
+    },
+    "css/main.fb7060be.css": {
+        "@import url(https://fonts.googleapis.com/css2?family=Roboto&family=Roboto+Mono&display=swap);": "",
+        "@import url(https://fonts.googleapis.com/icon?family=Material+Icons);": "",
+        "@import url(https://fonts.googleapis.com/css2?family=Inter:wght@100;200;300;400;500;600;700;800;900"
+        "&display=swap);": "",
+        "@import url(https://fonts.googleapis.com/css2?family=Source+Code+Pro&display=swap);": "",
+    },
+}
+
+#: Set (unless already set) in the main process's environment as the runtime starts, before Lightning
+#: starts the page's Streamlit server (which reads it) and after it has restored the environment the
+#: app file was loaded in. With usage statistics on (Streamlit's default), the page's frame fetches
+#: https://data.streamlit.io/metrics.json as it loads: offline, a failed request.
+PAGE_ENV: dict[str, str] = {}
 
 _claimed: list[socket.socket] = []  # the API server's socket, bound in the main process
 
@@ -49,6 +96,8 @@ def claim_port(host: str, preferred: int) -> socket.socket:
 
 
 def _dispatch(self: MultiProcessRuntime, *args: Any, **kwargs: Any) -> Any:
+    for name, value in PAGE_ENV.items():
+        os.environ.setdefault(name, value)  # the user's own choice stands
     if self.start_server and not _claimed:
         host = self.host.split("//")[-1]
         _claimed.append(claim_port(host, self.port))
@@ -85,11 +134,59 @@ def _claim_the_port() -> None:
     LightningUvicornServer.run = _run
 
 
+@functools.cache
+def edited_page_file(path: str) -> bytes | None:
+    """The content of Lightning's page file ``path`` (a key of :data:`PAGE_EDITS`) with its edits, read
+    once per process; None if the file does not hold each edited text exactly once."""
+    edits = PAGE_EDITS[path]
+    text = (Path(api.frontend_static_dir) / path).read_text(encoding="utf-8")
+    if any(text.count(old) != 1 for old in edits):
+        return None
+    for old, new in edits.items():
+        text = text.replace(old, new)
+    return text.encode()
+
+
+class PageFiles(StaticFiles):
+    """Lightning's page files, as its ``StaticFiles`` serves them, with :data:`PAGE_EDITS` applied."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        edited = edited_page_file(path) if path in PAGE_EDITS and scope["method"] in ("GET", "HEAD") else None
+        if edited is None:
+            return await super().get_response(path, scope)
+        return Response(edited, media_type=mimetypes.guess_type(path)[0])
+
+
+def _serve_the_page_offline() -> None:
+    mount = _static_mount()
+    if not isinstance(mount.app, PageFiles):
+        original = ORIGINAL["static"]
+        mount.app = mount._base_app = PageFiles(directory=original.directory, check_dir=False)
+
+
+def _no_usage_stats() -> None:
+    PAGE_ENV["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
+
+
 FIXES = (
     Fix(
         "lightning-app",
         "2.3.2",
         "apps started together all choose port 7501; all but one fail to bind their server and hang",
         _claim_the_port,
+    ),
+    Fix(
+        "lightning-app",
+        "2.3.2",
+        "the page loads its footer's logo from storage.googleapis.com and its fonts from fonts.googleapis.com: "
+        "offline, a broken image and failed requests",
+        _serve_the_page_offline,
+    ),
+    Fix(
+        "streamlit",
+        "1.56.0",
+        "the page's Streamlit frame fetches its usage-statistics config from data.streamlit.io as it loads: "
+        "offline, a failed request",
+        _no_usage_stats,
     ),
 )
