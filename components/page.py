@@ -48,6 +48,10 @@ def render_fn(state: Any) -> None:
     page.refresh()
     page.drawn, page.drawn_at = page.log.version, time.monotonic()  # what the plot, table and charts show
     title, config = st.columns([3, 2], vertical_alignment="bottom")
+    shown = _chosen_sweep(config, state)
+    if shown != state.sweep_name:
+        _another_sweep(_Page.of_study(state.storage, shown), title)
+        return
     title.markdown(f"### Sweep `{state.sweep_name}`")
     title.caption(state.description)
     with config.expander("Config (read-only)"):
@@ -55,6 +59,12 @@ def render_fn(state: Any) -> None:
     _controls(page)
     _live_status(page)
     _plot(page)
+    _tabs(page)
+
+
+def _tabs(page: _Page) -> None:
+    import streamlit as st
+
     names = ["Trials", "Learning curves", "Optimisation history", "Parameter importance"]
     tabs = st.tabs([*names, "Pareto front"] if len(page.metrics) > 1 else names)
     with tabs[0]:
@@ -70,18 +80,85 @@ def render_fn(state: Any) -> None:
             _pareto(page)
 
 
+def _chosen_sweep(column: Any, state: Any) -> str:
+    """The sweep the page shows: this app's, or another its storage holds (chosen above the config)."""
+    names = _sweep_names(state.storage)
+    if len(names) <= 1 or state.sweep_name not in names:
+        return state.sweep_name
+    ours = state.sweep_name
+    return column.selectbox(
+        f"Sweep ({len(names)} in this storage)",
+        names,
+        index=names.index(ours),
+        format_func=lambda name: f"{name} (this app's)" if name == ours else name,
+        key="sweep",
+    )
+
+
+def _sweep_names(storage: str) -> list[str]:
+    import streamlit as st
+
+    @st.cache_data(ttl=5, show_spinner=False)
+    def names(storage: str) -> list[str]:
+        import optuna
+
+        from sweeps.storage import open_storage
+
+        return sorted(optuna.get_all_study_names(storage=open_storage(storage)))
+
+    return names(storage)
+
+
+def _another_sweep(page: _Page, title: Any) -> None:
+    """Another sweep of the storage, read only: its own app runs it (and keeps its logs)."""
+    import streamlit as st
+
+    from sweeps.config import goals_text
+
+    page.refresh()
+    title.markdown(f"### Sweep `{page.study_name}`")
+    goals = goals_text(page.directions, page.metrics) if page.metrics else "no metric"
+    title.caption(f"Another sweep in this storage, read only (its own app runs it) · {goals}")
+
+    @st.fragment(run_every=POLL_SECONDS)
+    def status() -> None:
+        from sweeps.dashboard import STATES
+
+        if page.refresh():
+            st.rerun(scope="app")  # the table and charts follow
+        counts = page.derived("counts", lambda log: log.tally.counts())
+        for column, name in zip(st.columns(len(STATES)), STATES, strict=True):
+            column.metric(name, counts.get(name, 0))
+        _best(page)
+        _failures(page)
+
+    status()
+    _tabs(page)
+
+
 class _Page:
     """One browser session's view of the sweep: its trial log and what was derived from it, by version."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(
+        self,
+        storage: str,
+        study_name: str,
+        metrics: list[str],
+        directions: list[str],
+        run_cap: int | None = None,
+        launch: Launch | None = None,
+    ) -> None:
+        """``run_cap`` and ``launch``: this app's sweep's (None for another sweep of the storage, which
+        its own app runs: its trials' command lines and logs are that app's)."""
         from sweeps.dashboard import Importance, TrialLog
 
-        self.storage: str = state.storage
-        self.study_name: str = state.sweep_name
-        self.metrics: list[str] = list(state.metrics)  # the objectives: none, one or several
-        self.directions: list[str] = list(state.directions)
-        self.run_cap: int = state.run_cap
-        self.launch = Launch.from_dict(state.launch)
+        self.storage = storage
+        self.study_name = study_name
+        self.metrics = metrics  # the objectives: none, one or several
+        self.directions = directions
+        self.run_cap = run_cap
+        self.launch = launch
+        self.key = "" if launch is not None else f"{study_name}:"  # its widgets' keys: one set per sweep
         self.log = TrialLog(self.directions)
         self.importance = {objective: Importance() for objective in range(len(self.metrics))}
         self.drawn = -1  # the log's version the heavy parts were last drawn from
@@ -91,11 +168,38 @@ class _Page:
 
     @classmethod
     def of_session(cls, state: Any) -> _Page:
+        """This app's sweep, as this browser session sees it."""
         import streamlit as st
 
         if "sweeps_page" not in st.session_state:
-            st.session_state["sweeps_page"] = cls(state)
+            st.session_state["sweeps_page"] = cls(
+                state.storage,
+                state.sweep_name,
+                list(state.metrics),
+                list(state.directions),
+                state.run_cap,
+                Launch.from_dict(state.launch),
+            )
         return st.session_state["sweeps_page"]
+
+    @classmethod
+    def of_study(cls, storage: str, study_name: str) -> _Page:
+        """Another sweep of the storage, read from its study alone."""
+        import streamlit as st
+
+        from sweeps import record
+
+        key = f"sweeps_page:{study_name}"
+        if key not in st.session_state:
+            study = _study(storage, study_name)
+            if study is None or study.user_attrs.get(record.NO_METRIC_ATTR):
+                metrics, directions = [], []
+            else:
+                directions = [d.name.lower() for d in study.directions]
+                unnamed = ["value"] if len(directions) == 1 else [f"value {i}" for i in range(len(directions))]
+                metrics = list(study.metric_names or unnamed)
+            st.session_state[key] = cls(storage, study_name, metrics, directions)
+        return st.session_state[key]
 
     def refresh(self) -> bool:
         """Read the storage's new and running trials; whether anything changed."""
@@ -266,7 +370,8 @@ def _best(page: _Page) -> None:
         st.markdown(
             f"Best: trial **{trial.number}**, {page.metrics[0]} = **{trial.value:.6g}** · {format_params(params)}"
         )
-        st.code(page.launch.command_line(trial.number, params), language="bash", wrap_lines=True)
+        if page.launch is not None:
+            st.code(page.launch.command_line(trial.number, params), language="bash", wrap_lines=True)
         return
     with st.expander(f"Pareto set: {len(best)} trial{'s' * (len(best) != 1)} no other trial beats on every objective"):
         for trial in sorted(best, key=lambda t: t.values):
@@ -274,7 +379,8 @@ def _best(page: _Page) -> None:
             st.markdown(
                 f"Trial **{trial.number}**: {format_values(page.metrics, trial.values)} · {format_params(params)}"
             )
-            st.code(page.launch.command_line(trial.number, params), language="bash", wrap_lines=True)
+            if page.launch is not None:
+                st.code(page.launch.command_line(trial.number, params), language="bash", wrap_lines=True)
 
 
 def _best_trials(page: _Page) -> list[Any]:
@@ -420,7 +526,7 @@ def _trials_table(page: _Page) -> None:
         from sweeps.dashboard import STATES, trial_rows
 
         rows = page.derived("rows", lambda log: trial_rows(log, page.metrics))
-        shown = st.pills("State", STATES, selection_mode="multi", default=list(STATES), key="states")
+        shown = st.pills("State", STATES, selection_mode="multi", default=list(STATES), key=f"{page.key}states")
         rows = rows[rows["state"].isin(shown)].sort_values("trial", ascending=False)
         st.caption(f"{len(rows)} trials · click a column's header to sort, a row to see its trial below")
         event = st.dataframe(
@@ -429,7 +535,7 @@ def _trials_table(page: _Page) -> None:
             height=420,
             on_select="rerun",
             selection_mode="single-row",
-            key="trials_table",
+            key=f"{page.key}trials_table",
             column_config={
                 "trial": st.column_config.NumberColumn(format="%d", width="small"),
                 "failure reason": st.column_config.TextColumn(width="large"),
@@ -454,11 +560,10 @@ def _trial_view(page: _Page, picked: int | None) -> None:
     if not trials:
         return
     numbers = sorted(trials, reverse=True)
+    key = f"{page.key}trial_view"
     if picked is not None and picked in trials:
-        st.session_state["trial_view"] = picked  # a row picked in the table chooses the trial shown
-    number = st.selectbox(
-        "Trial", numbers, key="trial_view", format_func=lambda n: f"trial {n} · {trials[n].state.name}"
-    )
+        st.session_state[key] = picked  # a row picked in the table chooses the trial shown
+    number = st.selectbox("Trial", numbers, key=key, format_func=lambda n: f"trial {n} · {trials[n].state.name}")
     trial = trials[number]
     details, metrics = st.columns(2)
     details.markdown("**Trial**")
@@ -475,6 +580,9 @@ def _trial_view(page: _Page, picked: int | None) -> None:
         st.markdown(f"**Pruner:** {decision.text(page.metrics[0])}")
     if trial.intermediate_values:
         _trial_curve(page, trial, decision.step if decision else None)
+    if page.launch is None:
+        st.caption("Its command line and log are kept by the app that runs this sweep.")
+        return
     st.markdown("**Command that re-runs it**")
     st.code(page.launch.command_line(number, record.params(trial)), language="bash", wrap_lines=True)
     log_file = page.launch.log_file(number)
@@ -482,7 +590,11 @@ def _trial_view(page: _Page, picked: int | None) -> None:
     st.code(log_tail(log_file) or "(empty)", language=None)
     if log_file.exists():
         st.download_button(
-            "Whole log", data=log_file.read_bytes(), file_name=log_file.name, mime="text/plain", key="trial_log"
+            "Whole log",
+            data=log_file.read_bytes(),
+            file_name=log_file.name,
+            mime="text/plain",
+            key=f"{page.key}trial_log",
         )
 
 
@@ -564,7 +676,8 @@ def _objective(page: _Page, key: str) -> int:
 
     if len(page.metrics) <= 1:
         return 0
-    return st.selectbox("Objective", range(len(page.metrics)), format_func=page.metrics.__getitem__, key=key)
+    objectives = range(len(page.metrics))
+    return st.selectbox("Objective", objectives, format_func=page.metrics.__getitem__, key=page.key + key)
 
 
 def _history(page: _Page) -> None:
@@ -631,8 +744,8 @@ def _pareto(page: _Page) -> None:
 
     left, right = st.columns(2)
     choices, label = range(len(page.metrics)), page.metrics.__getitem__
-    x = left.selectbox("x", choices, index=0, format_func=label, key="pareto_x")
-    y = right.selectbox("y", choices, index=1, format_func=label, key="pareto_y")
+    x = left.selectbox("x", choices, index=0, format_func=label, key=f"{page.key}pareto_x")
+    y = right.selectbox("y", choices, index=1, format_func=label, key=f"{page.key}pareto_y")
     if x == y:
         st.caption("Choose two different objectives.")
         return

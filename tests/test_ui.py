@@ -320,15 +320,21 @@ def test_an_app_whose_port_another_program_holds_serves_its_page_from_another_po
         held.close()
 
 
+def finished_page(browser, url: str, run_cap: int, height: int = 1600):
+    """The page in a new tab once the sweep's ``run_cap`` trials have finished: (the tab, the sweep's frame)."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(url)
+    sweep_page = page.frame_locator("iframe").first
+    sweep_page.get_by_text(f"{run_cap} of {run_cap} trials finished · finished").wait_for(timeout=120_000)
+    return page, sweep_page
+
+
 def test_several_objectives_pareto_chart_best_set_and_the_metric_chooser(tmp_path, write_config, browser):
     out = artifacts("ui-pareto")
     config = tradeoff_config(tmp_path, autostart=True)  # the front: the five trials with noise 0
     proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
     try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(url)
-        sweep_page = page.frame_locator("iframe").first
-        sweep_page.get_by_text("10 of 10 trials finished · finished").wait_for(timeout=90_000)
+        page, sweep_page = finished_page(browser, url, 10, height=1600)
         hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
         hiplot.get_by_text(re.compile(r"10\s*/\s*10")).wait_for(timeout=30_000)
         hiplot.locator(".dimension").first.wait_for(timeout=30_000)
@@ -344,7 +350,8 @@ def test_several_objectives_pareto_chart_best_set_and_the_metric_chooser(tmp_pat
 
         # The best-trial panel: the Pareto set, each with its command line.
         sweep_page.get_by_text("Pareto set: 5 trials").click()
-        commands = sweep_page.locator("code", has_text=re.compile(r"tradeoff\.py --size=")).all_inner_texts()
+        best_set = sweep_page.locator('[data-testid="stExpander"]', has_text="Pareto set: 5 trials")
+        commands = best_set.locator("code", has_text=re.compile(r"tradeoff\.py --size=")).all_inner_texts()
         assert len(commands) == 5 and all("--noise=0.0" in c for c in commands), commands
         page.screenshot(path=out / "best-set.png", full_page=True)
 
@@ -380,10 +387,7 @@ def test_a_trial_view_and_the_learning_curves_with_a_pruned_trial(tmp_path, writ
     )
     proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
     try:
-        page = browser.new_page(viewport={"width": 1400, "height": 4200})  # the trial view below the table
-        page.goto(url)
-        sweep_page = page.frame_locator("iframe").first
-        sweep_page.get_by_text("8 of 8 trials finished · finished").wait_for(timeout=120_000)
+        page, sweep_page = finished_page(browser, url, 8, height=4200)  # the trial view below the table
         trials = load_trials(config)
         pruned = [t for t in trials if t.state == TrialState.PRUNED]
         assert pruned, "the seed has the pruner stop some trials"
@@ -412,5 +416,35 @@ def test_a_trial_view_and_the_learning_curves_with_a_pruned_trial(tmp_path, writ
         assert view.locator(".vega-embed svg .mark-line.role-mark path").count() == 1, "its curve"
         view.get_by_role("button", name="Whole log").wait_for(timeout=10_000)
         page.screenshot(path=out / "trial-view.png")
+    finally:
+        kill_group(proc)
+
+
+def test_the_page_lists_every_sweep_of_its_storage_and_shows_another_read_only(tmp_path, write_config, browser):
+    from tests.harness import run_headless
+
+    out = artifacts("ui-sweeps")
+    earlier = report_config(tmp_path, name="earlier", output_dir=str(tmp_path / "earlier"))  # 5 trials
+    done = run_headless(write_config(earlier, "earlier.yaml"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    config = report_config(
+        tmp_path, method="random", seed=1, run_cap=3, autostart=True, parameters={"x": {"values": [1, 2, 3, 4]}}
+    )
+    proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
+    try:
+        page, sweep_page = finished_page(browser, url, 3, height=2400)
+
+        sweep_page.get_by_label("Sweep (2 in this storage)").click()
+        sweep_page.get_by_role("option", name="earlier", exact=True).click()
+        sweep_page.get_by_text("Another sweep in this storage, read only").wait_for(timeout=30_000)
+        sweep_page.get_by_text("5 trials · click a column's header").wait_for(timeout=30_000)
+        assert sweep_page.get_by_text("Best: trial").inner_text().endswith("loss = -2.5 · x=-2.5")
+        assert sweep_page.get_by_role("button", name="Stop", exact=True).count() == 0, "nothing to run or stop"
+        page.screenshot(path=out / "another-sweep.png", full_page=True)
+
+        sweep_page.get_by_label("Sweep (2 in this storage)").click()
+        sweep_page.get_by_role("option", name="test (this app's)").click()
+        sweep_page.get_by_text("3 trials · click a column's header").wait_for(timeout=30_000)
+        sweep_page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=30_000)
     finally:
         kill_group(proc)
