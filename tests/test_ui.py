@@ -320,6 +320,10 @@ def test_an_app_whose_port_another_program_holds_serves_its_page_from_another_po
         held.close()
 
 
+#: The height of a row (and of the header) of Streamlit's data grid.
+ROW_PX = 35
+
+
 def finished_page(browser, url: str, run_cap: int, height: int = 1600):
     """The page in a new tab once the sweep's ``run_cap`` trials have finished: (the tab, the sweep's frame)."""
     page = browser.new_page(viewport={"width": 1400, "height": height})
@@ -403,9 +407,11 @@ def test_a_trial_view_and_the_learning_curves_with_a_pruned_trial(tmp_path, writ
 
         sweep_page.get_by_role("tab", name="Trials").click()
         view = sweep_page.get_by_role("tabpanel", name="Trials")
-        view.locator('[data-testid="stSelectbox"]').click()
         chosen = pruned[0]
-        sweep_page.get_by_role("option", name=f"trial {chosen.number} · PRUNED").click()
+        table = view.locator('[data-testid="stDataFrame"]').first.bounding_box()
+        row = max(t.number for t in trials) - chosen.number  # the table lists the latest trial first
+        page.mouse.click(table["x"] + 15, table["y"] + ROW_PX * (row + 1) + ROW_PX / 2)  # its row's selector
+        view.locator('[data-testid="stSelectbox"]', has_text=f"trial {chosen.number} · PRUNED").wait_for(timeout=10_000)
         decision = view.get_by_text(re.compile(rf"pruned at step {chosen.user_attrs['pruned_at_step']}: loss = "))
         decision.wait_for(timeout=30_000)
         command = view.locator("code", has_text=f"curve.py --x={chosen.params['x']} ")
