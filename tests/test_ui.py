@@ -386,7 +386,8 @@ def test_a_trial_view_and_the_learning_curves_with_a_pruned_trial(tmp_path, writ
         run_cap=8,
         parallel=1,  # trials one after another: the median pruner has finished trials to compare with
         autostart=True,
-        parameters={"x": {"min": 0.0, "max": 10.0}, "epochs": {"value": 12}, "sleep": {"value": 0.02}},
+        # 0.1 s an epoch: the pruner's decision reaches a trial well before its 12th epoch, however busy the machine
+        parameters={"x": {"min": 0.0, "max": 10.0}, "epochs": {"value": 12}, "sleep": {"value": 0.1}},
         early_terminate={"type": "median", "n_startup_trials": 2, "n_warmup_steps": 3},
     )
     proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
