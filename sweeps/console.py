@@ -23,11 +23,9 @@ if TYPE_CHECKING:
 def started_line(sweep: Sweep) -> str:
     """``sweep s: 0/8 trials already finished, 4 at once: gpus 0; gpus 0; gpus 1; gpus 1``."""
     config = sweep.config
-    shares = "; ".join(" ".join(f"{name} {ids}" for name, ids in share.describe().items()) for share in config.shares)
-    return (
-        f"sweep {config.name}: {sweep.finished}/{config.run_cap} trials already finished, {config.parallel} at once"
-        + (f": {shares}" if shares.strip("; ") else "")
-    )
+    line = f"sweep {config.name}: {sweep.finished}/{config.run_cap} trials already finished, {config.parallel} at once"
+    shares = [" ".join(f"{name} {ids}" for name, ids in share.describe().items()) for share in config.shares]
+    return f"{line}: {'; '.join(shares)}" if any(shares) else line
 
 
 def stopping_line(sweep: Sweep, running: int) -> str:
