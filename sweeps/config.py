@@ -32,7 +32,7 @@ from sweeps.pruners import PRUNERS, EarlyTerminate
 from sweeps.resources import Machine, Resources, Share, plan
 from sweeps.samplers import METHODS, check_method
 from sweeps.space import ParameterSpec, SearchSpace
-from sweeps.storage import POSTGRESQL, SQLITE, redacted
+from sweeps.storage import POSTGRESQL, PROXY, SQLITE, proxy_address, redacted
 
 #: Where the config comes from when ``SWEEP_CONFIG`` is not set: the bundled example.
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweep.yaml"
@@ -103,10 +103,13 @@ class SweepConfig(_Strict):
     @field_validator("storage")
     @classmethod
     def _known_storage(cls, url: str) -> str:
-        if not url.startswith(SQLITE + POSTGRESQL):
+        if url.startswith(PROXY):
+            proxy_address(url)
+        elif not url.startswith(SQLITE + POSTGRESQL):
             shown = redacted(url)
             raise ValueError(
-                f"should start with sqlite:/// (one app) or postgresql:// (workers sharing the sweep); got {shown!r}"
+                "should start with sqlite:/// (one app), postgresql:// (workers sharing the sweep) or grpc:// "
+                f"(many workers, through sweeps-proxy); got {shown!r}"
             )
         return url
 

@@ -50,10 +50,10 @@ def trial_id(trial: FrozenTrial | optuna.Trial) -> int:
 
 
 def create_trial(study: optuna.Study) -> optuna.Trial:
-    """``study.ask()`` for a study known to hold no queued (WAITING) trial.
+    """``study.ask()`` for a study the caller knows holds no queued (WAITING) trial.
 
-    ``ask`` first looks for a queued trial: a query, and a pass over every trial of the study,
-    on each ask. A process that writes the storage alone knows when it queued none.
+    ``ask`` first looks for a queued trial: a query (a round trip through the gRPC proxy), and a
+    pass over every trial of the study, on each ask. The caller's tally knows when there is none.
     """
     study._thread_local.cached_all_trials = None  # as ask() does: samplers read the trials afresh
     return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
@@ -107,3 +107,13 @@ def rdb(study: optuna.Study) -> RDBStorage | None:
 def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
     """The COMPLETE trials no other trial dominates (``study.best_trials``, without a study to hold them)."""
     return _get_pareto_front_trials_by_trials(list(trials), [StudyDirection[d.upper()] for d in directions])
+
+
+def grpc_proxy_server(storage: BaseStorage, host: str, port: int, threads: int) -> object:
+    """Optuna's gRPC storage proxy, not started: ``run_grpc_proxy_server`` without its blocking wait,
+    so that the caller says where it serves only once it does (a port in use raises RuntimeError)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from optuna.storages._grpc.server import make_server
+
+    return make_server(storage, host, port, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="proxy"))

@@ -54,15 +54,15 @@ def recover_interrupted(study: optuna.Study, max_retries: int) -> None:
             queue_retry(study, trial)
 
 
-def fail_lost_trials(study: optuna.Study, max_retries: int) -> list[FrozenTrial]:
+def fail_lost_trials(study: optuna.Study, trial_ids: list[int], max_retries: int) -> list[FrozenTrial]:
     """On a shared storage: fail, as ``worker lost``, the running trials whose worker stopped
-    recording heartbeats, and queue their retries; the trials this call failed.
+    recording heartbeats (``sweeps.shared.LostTrials``), and queue their retries; the trials this call failed.
 
     Optuna's ``fail_stale_trials`` does the same without a reason. Of several workers doing this
     at once, the one whose FAIL lands queues the retry.
     """
     lost = []
-    for trial_id in optuna_internals.stale_trial_ids(study):
+    for trial_id in trial_ids:
         trial = optuna_internals.fail_trial(study, trial_id, record.REASON_ATTR, record.WORKER_LOST)
         if trial is None:
             continue  # told meanwhile, by its worker or by another that found it lost

@@ -5,8 +5,10 @@ app claims an SQLite file for as long as it runs, with a lock beside it; a secon
 file is told so at once instead of locking or corrupting the sweep. The claim is a POSIX record
 lock, which belongs to the claiming process alone: the processes it forks (Lightning's API
 server) do not inherit it, so the claim ends with the app's main process however it ends, and a
-claim left by a dead process never blocks the next start. PostgreSQL and other servers take many
-writers and are not claimed: several workers share a sweep there (``sweeps.shared``).
+claim left by a dead process never blocks the next start. PostgreSQL takes many writers and is not
+claimed: several workers share a sweep there (``sweeps.shared``), each with its own database
+connections, or, past a few dozen workers, through Optuna's gRPC storage proxy (``grpc://host:port``,
+``sweeps.proxy``), which holds a bounded number of connections for all of them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import urllib.parse
 import warnings
 
 import optuna
@@ -31,8 +34,11 @@ class StorageUnreachable(RuntimeError):
     pass
 
 
-#: URL schemes of the storages Sweeps runs on (SQLAlchemy's, as Optuna's RDBStorage takes them).
-SQLITE, POSTGRESQL = ("sqlite:///",), ("postgresql://", "postgresql+psycopg2://")
+#: URL schemes of the storages Sweeps runs on (SQLAlchemy's, as Optuna's RDBStorage takes them), and of
+#: Optuna's gRPC storage proxy in front of one.
+SQLITE, POSTGRESQL, PROXY = ("sqlite:///",), ("postgresql://", "postgresql+psycopg2://"), ("grpc://",)
+#: How long a worker waits for the proxy to answer at start-up.
+PROXY_TIMEOUT_SECONDS = 5.0
 
 
 def is_sqlite(url: str) -> bool:
@@ -40,8 +46,20 @@ def is_sqlite(url: str) -> bool:
 
 
 def is_shared(url: str) -> bool:
-    """Whether workers may share this storage: PostgreSQL, not an SQLite file."""
-    return url.startswith(POSTGRESQL)
+    """Whether workers may share this storage: PostgreSQL or the proxy, not an SQLite file."""
+    return url.startswith(POSTGRESQL + PROXY)
+
+
+def proxy_address(url: str) -> tuple[str, int]:
+    """``grpc://host:port`` as (host, port); ValueError naming what is wrong."""
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if not parsed.hostname or port is None or parsed.path not in ("", "/"):
+        raise ValueError(f"a gRPC proxy is grpc://host:port (sweeps-proxy prints it); got {url!r}")
+    return parsed.hostname, port
 
 
 def claim(url: str) -> None:
@@ -73,10 +91,13 @@ def _busy(url: str, holder: str) -> StorageBusy:
 
 
 def check_reachable(url: str) -> None:
-    """Connect once to a PostgreSQL storage, so that a wrong host or password is one line at start-up."""
+    """Connect once to a PostgreSQL storage or proxy, so that a wrong host or password is one line at start-up."""
+    if url.startswith(PROXY):
+        _open_proxy(url).close()
+        return
     if not is_shared(url):
         return
-    engine = sqlalchemy.create_engine(_with_driver(url))
+    engine = sqlalchemy.create_engine(with_driver(url))
     try:
         with engine.connect():
             pass
@@ -87,7 +108,9 @@ def check_reachable(url: str) -> None:
         engine.dispose()
 
 
-def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | None = None) -> optuna.storages.RDBStorage:
+def open_storage(
+    url: str, heartbeat_interval: int = 10, grace_period: int | None = None
+) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: PostgreSQL with heartbeats; SQLite in WAL mode.
 
     On PostgreSQL each running trial's worker records a heartbeat every ``heartbeat_interval``
@@ -99,11 +122,13 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | Non
     ``synchronous=NORMAL`` a commit survives the app being killed (only an OS crash can lose the
     last ones), and readers (the page) do not block the writer.
     """
+    if url.startswith(PROXY):
+        return _open_proxy(url)
     if is_shared(url):
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-                _with_driver(url),
+                with_driver(url),
                 engine_kwargs={"pool_pre_ping": True},
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
@@ -114,6 +139,28 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | Non
     return storage
 
 
+def _open_proxy(url: str) -> optuna.storages.BaseStorage:
+    """Optuna's client of a gRPC storage proxy, once it answers (heartbeats: ``sweeps.shared``)."""
+    host, port = proxy_address(url)
+    try:
+        import grpc  # noqa: F401  (Optuna imports it lazily, at the first call)
+        from optuna.storages import GrpcStorageProxy
+    except ImportError:
+        raise StorageUnreachable(f"storage: {url} needs grpcio: pip install -r requirements.txt") from None
+    with warnings.catch_warnings():  # "experimental" since Optuna 4.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=PROXY_TIMEOUT_SECONDS)
+    except ConnectionError:
+        proxy.close()
+        raise StorageUnreachable(
+            f"storage: no gRPC storage proxy answers at {url} within {PROXY_TIMEOUT_SECONDS:g} s: "
+            "start one there with `sweeps-proxy postgresql://...`"
+        ) from None
+    return proxy
+
+
 def redacted(url: str) -> str:
     """The URL as it may be shown (on the page, in logs): without its password."""
     try:
@@ -122,7 +169,7 @@ def redacted(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
-def _with_driver(url: str) -> str:
+def with_driver(url: str) -> str:
     """``postgresql://`` through psycopg2 (SQLAlchemy 2.1 would look for psycopg 3, not installed)."""
     return url.replace("postgresql://", "postgresql+psycopg2://", 1)
 

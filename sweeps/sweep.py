@@ -10,6 +10,7 @@ for both whether another trial may start: finished plus running trials below ``r
 
 from __future__ import annotations
 
+import random
 import time
 import warnings
 from collections.abc import Sequence
@@ -27,13 +28,15 @@ from sweeps.errors import ConfigError
 from sweeps.resources import Share
 from sweeps.result import COMPLETE, TrialResult
 from sweeps.samplers import make_sampler
-from sweeps.shared import Heartbeats, ask_lock, ask_study
+from sweeps.shared import Heartbeats, LostTrials, ask_lock, ask_study
 from sweeps.storage import is_shared, open_storage
 from sweeps.tally import Tally
 from sweeps.untried import UntriedConfigurations
 
 #: A shared sweep reads the other workers' trials (and Run/Stop) at most this often.
 SYNC_SECONDS = 1.0
+#: ... and a worker waiting for room, at least this often.
+WAIT_SECONDS_MAX = 8.0
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,17 @@ class Sweep:
         self._asked: dict[int, optuna.Trial] = {}  # trials this worker is running, by number
         self._reported: dict[int, int] = {}  # of those, how many intermediate values the study has
         self._untried = UntriedConfigurations(config.space, config.method, config.seed)
-        self._heartbeats = Heartbeats(study)  # records nothing unless the storage takes heartbeats
+        interval = config.heartbeat_interval if shared else None
+        self._heartbeats = Heartbeats(study, interval)  # records nothing unless the storage is shared
+        self._lost = LostTrials(study, config.grace_period or 2 * config.heartbeat_interval)
         self._synced = self._checked_lost = 0.0  # when the storage was last read, and searched for lost trials
+        self._controlled = 0.0  # when Run/Stop was last read
+        self._waits = 0  # reads in a row that found no room
+        self._last_number = self._pace = 0  # this worker's last trial, and how many were asked for before it
         self._full_until = 0.0  # a shared sweep with no room left: when to look again
         self.sync()
+        if shared:  # workers started together would read the study together ever after: each takes its own phase
+            self._synced -= random.Random().uniform(0, config.heartbeat_interval)
 
     @classmethod
     def open(cls, config: SweepConfig, sole_writer: bool | None = None) -> Sweep:
@@ -162,41 +172,67 @@ class Sweep:
         costs one query plus a pass over the trials in memory.
         """
         now = time.monotonic()
-        self._synced = now
+        self._synced = self._controlled = now
+        self._read_trials()  # first: through the proxy, the heartbeats just read say which trials are lost
         if self.shared and now - self._checked_lost >= self.config.heartbeat_interval:
             self._checked_lost = now
-            for lost in recovery.fail_lost_trials(self.study, self.config.max_retries):
+            lost = recovery.fail_lost_trials(self.study, self._lost.find(), self.config.max_retries)
+            for trial in lost:
                 grace = self.config.grace_period or 2 * self.config.heartbeat_interval
                 print(
-                    f"sweeps: trial {lost.number} failed: {record.WORKER_LOST} (no heartbeat for {grace} s)", flush=True
+                    f"sweeps: trial {trial.number} failed: {record.WORKER_LOST} (no heartbeat for {grace} s)",
+                    flush=True,
                 )
-        trials = self.study.get_trials(deepcopy=False)
-        self.tally.update(trials)
-        if self._untried.active:
-            self._untried.tried(record.params(t) for t in trials)
+            if lost:
+                self._read_trials()  # their FAILs, and the retries queued
         if self.shared:
             self.control.read(self.study.user_attrs)
 
+    def _read_trials(self) -> None:
+        trials = self.study.get_trials(deepcopy=False)
+        self.tally.update(trials)
+        if self.shared:
+            self._lost.watch(trials)
+        if self._untried.active:
+            self._untried.tried(record.params(t) for t in trials)
+
     def poll(self) -> None:
-        """What the worker does on each pass: on a shared storage, sync at most once a second."""
-        if self.shared and time.monotonic() - self._synced >= SYNC_SECONDS:
+        """What the worker does on each pass, on a shared storage: read the study once a heartbeat
+        interval (lost trials, progress), or after 1, 2, 4, 8 s while it waits for room (the last
+        trials run); Run/Stop once a second while it has a slot free. Each read of the study
+        carries every running trial: a hundred workers reading it every second would keep the
+        database (or the proxy) busy."""
+        if not self.shared:
+            return
+        now, idle = time.monotonic(), len(self._asked) < self.config.parallel
+        waiting = idle and not self.has_room()
+        every = min(SYNC_SECONDS * 2**self._waits, WAIT_SECONDS_MAX) if waiting else self.config.heartbeat_interval
+        if now - self._synced >= every:
             self.sync()
+            self._waits = self._waits + 1 if waiting and not self.has_room() else 0
+        elif idle and now - self._controlled >= SYNC_SECONDS:  # the ask reads what else it needs
+            self._controlled = now
+            self.control.read(self.study.user_attrs)
 
     # -- trials --------------------------------------------------------------------------------------
 
     def ask(self, share: Share | None = None) -> TrialRequest | None:
         """A new trial, to be run with ``share`` of the machine; None when, counting every worker's
         running trials, ``run_cap`` is taken."""
-        with ask_lock(self.study):
-            if self.shared:
-                self.sync()
+        with ask_lock(self.study) as serialised:
+            if self.shared and (serialised or self._untried.active or self._near_the_end()):
+                self.sync()  # (a small space: the configurations other workers took since the last read)
             if not self.has_room():
                 self._full_until = time.monotonic() + SYNC_SECONDS
                 return None
             trial = self._new_trial()
             created = optuna_internals.as_created(trial)
-            self.tally.update([created])
             self._heartbeats.start(trial)  # at once: a RUNNING trial without one is never found lost
+            if not serialised and not self._has_place(trial.number):
+                self._give_back(trial)
+                return None
+            self.tally.update([created])
+            self._pace, self._last_number = trial.number - self._last_number, trial.number
         params = self.config.space.sample(trial)
         derived = {p.name: params[p.name] for p in self.config.space.parameters if p.inverse_cdf and p.name in params}
         if derived:
@@ -209,14 +245,47 @@ class Sweep:
         resume = bool(created.user_attrs.get(record.RESUME_ATTR))
         return TrialRequest(trial.number, params, record.first_trial(created), resume)
 
+    def _near_the_end(self) -> bool:
+        """Whether the next trial may come after the last place, by what this worker last saw: then
+        it reads the study before asking, rather than create a trial only to give it back.
+
+        Each trial it asks for tells it how many exist; since its previous one, about as many were
+        asked for (by every worker) as between its previous two: twice that is the margin.
+        """
+        seen = self.tally.trials_seen
+        margin = 2 * max(self._pace, self.tally.running)
+        return seen + margin - self.tally.places_free_below(seen) >= self.config.run_cap
+
+    def _has_place(self, number: int) -> bool:
+        """Whether the trial just created as ``number`` is within ``run_cap``, when other workers may
+        have asked at the same moment: the trials before it decide (``Tally.places_taken_below``).
+        Far from the end of a sweep this needs no read of the study (``Tally.places_free_below``)."""
+        if number - self.tally.places_free_below(number) < self.config.run_cap:
+            return True
+        self._read_trials()  # everything numbered below this trial is stored by now
+        return self.tally.places_taken_below(number) < self.config.run_cap
+
+    def _give_back(self, trial: optuna.Trial) -> None:
+        """End a trial that came after the last place was taken: FAIL, unrun, without parameters."""
+        self._heartbeats.stop(trial.number)
+        self._full_until = time.monotonic() + SYNC_SECONDS
+        given_back = optuna_internals.fail_trial(
+            self.study, optuna_internals.trial_id(trial), record.REASON_ATTR, record.NOT_RUN
+        )
+        if given_back is not None:
+            self.tally.update([given_back])
+
     def _new_trial(self) -> optuna.Trial:
-        """A queued retry first, then an untried configuration of a small space, then the sampler's."""
+        """A queued retry first, then an untried configuration of a small space, then the sampler's.
+
+        Asking Optuna for a trial first reads every queued one; the tally knows whether there are
+        any (on a shared storage, as of the last read: a retry queued since waits for the next ask).
+        """
         if not self.tally.waiting:
             proposal = self._untried.propose()
-            if proposal is not None:
-                self.study.enqueue_trial(proposal)
-            elif not self.shared:  # other workers may have queued retries since the last sync
+            if proposal is None:
                 return optuna_internals.create_trial(self.study)
+            self.study.enqueue_trial(proposal)
         return ask_study(self.study)
 
     def report(self, number: int, values: Sequence[tuple[int, float]], ended: bool = False) -> bool:
@@ -285,7 +354,7 @@ class Sweep:
         queued = recovery.owes_retry(frozen, self.config.max_retries)
         if queued:
             recovery.queue_retry(self.study, frozen)
-        if queued or self.shared:
+        if queued:
             self.sync()
         return frozen
 

@@ -8,6 +8,7 @@ update looks only at trials it has not seen end, and costs a set lookup per ende
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -30,7 +31,10 @@ class Tally:
         self.target_reached = False
         self._ended: Counter[TrialState] = Counter()
         self._ended_numbers: set[int] = set()
+        self._finished_numbers: list[int] = []  # sorted, for places_taken_below
+        self._failed_numbers: list[int] = []  # sorted, for places_free_below
         self._open: dict[int, TrialState] = {}  # trials not ended yet (RUNNING, WAITING), by number
+        self.trials_seen = 0  # the highest trial number seen, plus one: the study has at least this many
 
     def update(self, trials: Iterable[FrozenTrial]) -> bool:
         """Take ``trials`` as they are stored now: all of the study's, or only those just written.
@@ -42,6 +46,7 @@ class Tally:
             number = trial.number
             if number in self._ended_numbers:
                 continue
+            self.trials_seen = max(self.trials_seen, number + 1)
             if record.has_ended(trial):
                 self._ended_numbers.add(number)
                 self._open.pop(number, None)
@@ -76,6 +81,26 @@ class Tally:
         """Queued trials (retries) that the next asks take first."""
         return self.count(TrialState.WAITING)
 
+    def places_taken_below(self, number: int) -> int:
+        """Trials numbered below ``number`` that hold a place under ``run_cap``: finished, running or queued.
+
+        The storage numbers trials in the order it creates them, one at a time, so a worker that
+        created trial ``number`` and then read the study sees every trial that came before it. A
+        trial starts only if fewer than ``run_cap`` places are taken before it: of several workers
+        racing for the last place, the one whose trial came first takes it, without a lock. Counting
+        the running and queued trials that will not start after all only makes this stricter.
+        """
+        return bisect.bisect_left(self._finished_numbers, number) + sum(1 for n in self._open if n < number)
+
+    def places_free_below(self, number: int) -> int:
+        """Trials numbered below ``number`` known to hold no place: FAIL, which they stay.
+
+        Trial numbers are dense, so ``number - places_free_below(number)`` bounds
+        :meth:`places_taken_below` however long ago the tally was updated: a trial numbered below
+        ``run_cap`` plus the known FAILs has its place without reading the study again.
+        """
+        return bisect.bisect_left(self._failed_numbers, number)
+
     def counts(self) -> dict[str, int]:
         """Trials by state name, as the page shows them."""
         counts = {state.name: n for state, n in self._ended.items()}
@@ -84,6 +109,10 @@ class Tally:
 
     def _count_ended(self, trial: FrozenTrial) -> None:
         self._ended[trial.state] += 1
+        if trial.state in record.FINISHED:
+            bisect.insort(self._finished_numbers, trial.number)
+        elif trial.state == TrialState.FAIL:
+            bisect.insort(self._failed_numbers, trial.number)
         if record.counts_as_failure(trial):
             self.failures += 1
         if self.goal is None or not record.has_value(trial):

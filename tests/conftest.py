@@ -114,3 +114,25 @@ def shared_storage(postgres_url, request) -> tuple[str, str]:
     import uuid
 
     return postgres_url, f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+
+
+#: The database connections the tests' proxy holds at most.
+PROXY_CONNECTIONS = 4
+
+
+@pytest.fixture(scope="session")
+def storage_proxy(postgres_url) -> str:
+    """``sweeps-proxy`` in front of the tests' PostgreSQL server: the workers' ``grpc://`` storage URL."""
+    from tests.simulation import start_proxy
+
+    proxy, url = start_proxy(postgres_url, PROXY_CONNECTIONS)
+    yield url
+    proxy.kill()
+    proxy.wait()
+
+
+@pytest.fixture(params=["postgresql", "proxy"])
+def workers_storage(request, shared_storage) -> tuple[str, str]:
+    """Like ``shared_storage``, for workers on PostgreSQL itself and, again, through the gRPC proxy."""
+    url, name = shared_storage
+    return (request.getfixturevalue("storage_proxy") if request.param == "proxy" else url), name

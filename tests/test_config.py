@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.config import DEFAULT_CONFIG, ConfigError, load_config
+from sweeps.config import DEFAULT_CONFIG, ConfigError, load_config, parse_config
+from sweeps.storage import is_shared
 from tests.conftest import SCRIPTS, report_config
 
 
@@ -191,3 +192,17 @@ def test_one_entry_of_metrics_is_one_objective_as_metric_is(tmp_path, write_conf
 def test_a_scheduler_engine_that_runs_on_optuna_is_accepted(tmp_path, write_config, engine):
     loaded = load_config(write_config(report_config(tmp_path, scheduler={"engine": engine})))
     assert loaded.scheduler.engine == engine and "scheduler" not in loaded.ignored_keys
+
+
+@pytest.mark.parametrize(
+    "url", ["grpc://proxy-host", "grpc://proxy-host:port", "grpc://:13000", "grpc://host:13000/db"]
+)
+def test_a_proxy_storage_without_host_and_port_is_one_line(tmp_path, url):
+    with pytest.raises(ConfigError) as err:
+        parse_config(report_config(tmp_path, storage=url), base_dir=SCRIPTS)
+    assert str(err.value).startswith("storage: a gRPC proxy is grpc://host:port (sweeps-proxy prints it)")
+
+
+def test_a_proxy_storage_is_taken_as_shared(tmp_path):
+    config = parse_config(report_config(tmp_path, storage="grpc://proxy-host:13000"), base_dir=SCRIPTS)
+    assert is_shared(config.storage)

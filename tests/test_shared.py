@@ -1,4 +1,5 @@
-"""Several workers on one sweep in PostgreSQL: exactly run_cap, lost workers, Run/Stop for all."""
+"""Several workers on one sweep in PostgreSQL (directly, and through the gRPC proxy): exactly run_cap,
+lost workers, Run/Stop for all."""
 
 import os
 import re
@@ -14,7 +15,7 @@ from optuna.trial import TrialState
 from sweeps.config import parse_config
 from sweeps.control import Request
 from sweeps.errors import ConfigError
-from sweeps.record import ATTEMPT_ATTR, REASON_ATTR, RETRY_OF_ATTR, WORKER_LOST
+from sweeps.record import ATTEMPT_ATTR, NOT_RUN, REASON_ATTR, RETRY_OF_ATTR, WORKER_LOST
 from sweeps.record import params as trial_params
 from sweeps.result import COMPLETE, TrialResult
 from sweeps.storage import open_storage
@@ -34,8 +35,8 @@ def stored_trials(config):
     return optuna.load_study(study_name=config.name, storage=open_storage(config.storage)).trials
 
 
-def test_workers_racing_for_the_last_places_finish_exactly_run_cap_trials(tmp_path, shared_storage):
-    config = shared_config(tmp_path, shared_storage)
+def test_workers_racing_for_the_last_places_finish_exactly_run_cap_trials(tmp_path, workers_storage):
+    config = shared_config(tmp_path, workers_storage)
     workers = [Sweep.open(config) for _ in range(3)]
     told = {index: 0 for index in range(3)}
 
@@ -66,8 +67,8 @@ def test_workers_racing_for_the_last_places_finish_exactly_run_cap_trials(tmp_pa
     assert sum(told.values()) == 30 and all(told.values()), told
 
 
-def test_a_trial_whose_worker_stopped_beating_is_failed_as_lost_and_retried(tmp_path, shared_storage):
-    config = shared_config(tmp_path, shared_storage, heartbeat_interval=1, grace_period=2)
+def test_a_trial_whose_worker_stopped_beating_is_failed_as_lost_and_retried(tmp_path, workers_storage):
+    config = shared_config(tmp_path, workers_storage, heartbeat_interval=1, grace_period=2)
     dying, survivor = Sweep.open(config), Sweep.open(config)
     lost = dying.ask()
     dying._heartbeats.stop(lost.number)  # its process dies: no more heartbeats, no tell
@@ -92,10 +93,11 @@ def test_a_trial_whose_worker_stopped_beating_is_failed_as_lost_and_retried(tmp_
     assert [t.state for t in stored_trials(config)] == [TrialState.FAIL, TrialState.COMPLETE]
 
 
-def test_a_running_worker_keeps_its_trials_alive(tmp_path, shared_storage):
-    config = shared_config(tmp_path, shared_storage, heartbeat_interval=1, grace_period=2)
+def test_a_running_worker_keeps_its_trials_alive(tmp_path, workers_storage):
+    config = shared_config(tmp_path, workers_storage, heartbeat_interval=1, grace_period=2)
     busy, other = Sweep.open(config), Sweep.open(config)
     request = busy.ask()
+    other.sync()  # it sees the trial now (through the proxy, it times the heartbeat's silence from here)
     time.sleep(3.2)  # longer than the grace period: only the heartbeat thread keeps it alive
     other.sync()
     assert other.tally.running == 1
@@ -103,8 +105,42 @@ def test_a_running_worker_keeps_its_trials_alive(tmp_path, shared_storage):
     busy.tell(TrialResult(request.number, COMPLETE, value=0.1))
 
 
-def test_stop_and_run_reach_every_worker(tmp_path, shared_storage):
-    config = shared_config(tmp_path, shared_storage)
+def test_of_two_trials_asked_for_the_last_place_at_once_the_first_runs_the_second_is_given_back(
+    tmp_path, shared_storage, storage_proxy
+):
+    """Through the proxy there is no lock: both workers see room, both create a trial; the trial
+    numbered first takes the place, the other is given back unrun (FAIL, no parameters)."""
+    config = shared_config(tmp_path, (storage_proxy, shared_storage[1]), run_cap=1)
+    one, two = Sweep.open(config), Sweep.open(config)
+    both_saw_room = threading.Barrier(2)
+    for sweep in (one, two):
+        create = sweep._new_trial
+        sweep._new_trial = lambda create=create: (both_saw_room.wait(timeout=10), create())[1]
+    asked = {}
+    threads = [threading.Thread(target=lambda s=s: asked.update({s: s.ask()})) for s in (one, two)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(r is None for r in asked.values()) == [False, True]
+    (request,) = [r for r in asked.values() if r is not None]
+    first, second = stored_trials(config)
+    assert request.number == first.number == 0 and first.state == TrialState.RUNNING and first.params
+    assert second.state == TrialState.FAIL and not second.params
+    assert second.user_attrs[REASON_ATTR] == NOT_RUN
+    (giver,) = [s for s, r in asked.items() if r is None]
+    assert giver.tally.failures == 0 and giver.tally.running == 1  # not a failure; the other's trial runs
+    assert owner_of(asked, request).tell(TrialResult(0, COMPLETE, value=0.5)).state == TrialState.COMPLETE
+    giver.sync()
+    assert giver.done and giver.ask() is None
+
+
+def owner_of(asked, request):
+    return next(s for s, r in asked.items() if r is request)
+
+
+def test_stop_and_run_reach_every_worker(tmp_path, workers_storage):
+    config = shared_config(tmp_path, workers_storage)
     one, two = Sweep.open(config), Sweep.open(config)
     one.request(Request.STOP)
     two.sync()
@@ -117,8 +153,8 @@ def test_stop_and_run_reach_every_worker(tmp_path, shared_storage):
     assert one.stopped  # a worker that stopped stays stopped: its trials ended, it has left
 
 
-def test_counts_include_every_workers_trials(tmp_path, shared_storage):
-    config = shared_config(tmp_path, shared_storage, run_cap=3)
+def test_counts_include_every_workers_trials(tmp_path, workers_storage):
+    config = shared_config(tmp_path, workers_storage, run_cap=3)
     one, two = Sweep.open(config), Sweep.open(config)
     for _ in range(2):
         request = one.ask()
@@ -132,14 +168,15 @@ def test_counts_include_every_workers_trials(tmp_path, shared_storage):
     assert two.done and two.finished == 3
 
 
-def test_several_objectives_are_shared_retried_and_resumed_as_one(tmp_path, shared_storage):
+def test_several_objectives_are_shared_retried_and_resumed_as_one(tmp_path, workers_storage):
     two = [{"name": "loss", "goal": "minimize"}, {"name": "acc", "goal": "maximize"}]
     config = shared_config(
-        tmp_path, shared_storage, metric=None, metrics=two, run_cap=6, heartbeat_interval=1, grace_period=2
+        tmp_path, workers_storage, metric=None, metrics=two, run_cap=6, heartbeat_interval=1, grace_period=2
     )
     dying, survivor = Sweep.open(config), Sweep.open(config)
     lost = dying.ask()
     dying._heartbeats.stop(lost.number)  # its process dies: no more heartbeats, no tell
+    survivor.sync()  # (through the proxy, a worker times a trial's silence from when it first sees it)
     time.sleep(3.2)
     survivor.sync()
     assert stored_trials(config)[lost.number].user_attrs[REASON_ATTR] == WORKER_LOST
@@ -169,7 +206,7 @@ def test_several_objectives_are_shared_retried_and_resumed_as_one(tmp_path, shar
 def test_an_unknown_storage_is_one_line_naming_the_key(tmp_path):
     with pytest.raises(ConfigError) as err:
         parse_config(report_config(tmp_path, storage="mysql://host/db"), base_dir=SCRIPTS)
-    assert str(err.value).startswith("storage: should start with sqlite:/// (one app) or postgresql://")
+    assert str(err.value).startswith("storage: should start with sqlite:/// (one app), postgresql:// (workers")
 
 
 # -- the real app: several `lightning run app app_wo_ui.py` on one sweep -------------------------
@@ -281,8 +318,8 @@ def test_a_worker_killed_mid_trial_is_recovered_by_the_others(tmp_path, write_co
     assert all(f"trial {t.number} failed: worker lost" in survivors for t in lost)
 
 
-def test_workers_on_a_small_discrete_space_try_distinct_configurations(tmp_path, shared_storage):
-    config = shared_config(tmp_path, shared_storage, run_cap=6, parameters={"x": {"values": [1, 2, 3, 4, 5, 6]}})
+def test_workers_on_a_small_discrete_space_try_distinct_configurations(tmp_path, workers_storage):
+    config = shared_config(tmp_path, workers_storage, run_cap=6, parameters={"x": {"values": [1, 2, 3, 4, 5, 6]}})
     one, two = Sweep.open(config), Sweep.open(config)
     asked = [sweep.ask().params["x"] for sweep in (one, two, one, two, one, two)]
     assert sorted(asked) == [1, 2, 3, 4, 5, 6]

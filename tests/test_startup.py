@@ -21,3 +21,14 @@ def test_start_or_exit_refuses_a_claimed_sqlite_file(tmp_path, write_config):
         caught.value.code.startswith("sweeps: storage: sqlite:///")
         and "in use by another Sweeps app" in caught.value.code
     )
+
+
+def test_start_or_exit_names_a_proxy_that_does_not_answer(tmp_path, write_config):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free: nothing answers there
+    with pytest.raises(SystemExit) as caught:
+        start_or_exit(write_config(report_config(tmp_path, storage=f"grpc://127.0.0.1:{port}")))
+    assert caught.value.code.startswith(f"sweeps: storage: no gRPC storage proxy answers at grpc://127.0.0.1:{port}")

@@ -60,3 +60,41 @@ def test_the_target_is_reached_by_a_value_at_least_as_good(goal, target, values,
     for number, (value, expected) in enumerate(zip(values, reached, strict=True)):
         tally.update([trial(number, value=value)])
         assert tally.target_reached is expected
+
+
+def test_places_under_run_cap_are_held_by_finished_running_and_queued_trials_before_a_number():
+    tally = Tally(["minimize"])
+    tally.update(
+        [
+            trial(0, value=0.5),
+            trial(1, TrialState.PRUNED),
+            trial(2, TrialState.FAIL, fail_reason="exit code 3"),
+            trial(3, TrialState.RUNNING),
+            trial(4, TrialState.WAITING),
+            trial(5, TrialState.FAIL, fail_reason=record.NOT_RUN),
+            trial(6, TrialState.RUNNING),
+        ]
+    )
+    assert [tally.places_taken_below(n) for n in range(8)] == [0, 1, 2, 2, 3, 4, 4, 5]
+    assert [tally.places_free_below(n) for n in range(8)] == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert tally.trials_seen == 7
+    assert tally.failures == 1, "a trial given back unrun is not a failure"
+
+
+def test_the_bound_on_places_holds_however_stale_the_tally():
+    """What a worker last read bounds the places taken before a trial numbered later: the trials
+    below it are exactly that many, and a FAIL it saw is FAIL still."""
+    stale = Tally(["minimize"])
+    stale.update([trial(0, TrialState.FAIL, fail_reason="exit code 3"), trial(1, TrialState.RUNNING)])
+    fresh = Tally(["minimize"])
+    fresh.update(
+        [
+            trial(0, TrialState.FAIL, fail_reason="exit code 3"),
+            trial(1, value=0.1),
+            trial(2, TrialState.FAIL, fail_reason="exit code 1"),
+            trial(3, TrialState.RUNNING),
+            trial(4, TrialState.WAITING),
+        ]
+    )
+    for number in range(6):
+        assert fresh.places_taken_below(number) <= number - stale.places_free_below(number)

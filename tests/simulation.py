@@ -1,0 +1,215 @@
+"""Many workers on one sweep, simulated on one machine: Sweeps' own worker-side code, without Lightning.
+
+Each simulated worker is a :class:`~sweeps.sweep.Sweep` of its own (its own storage client, tally,
+heartbeats), asking for a trial, sleeping for the trial's fixed duration, and telling the result,
+as a headless app's worker does between its slots. Workers are threads, spread over a few
+processes so that one interpreter lock does not time every ask. The sweep's storage is a
+PostgreSQL server, directly or through ``sweeps-proxy``; a thread counts the server's connections.
+
+No pytest here: ``benchmarks/many_workers.py`` runs the same simulation at a larger scale.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+
+from tests.harness import PROJECT, write_config
+
+sys.path.insert(0, str(PROJECT))
+from sweeps import record  # noqa: E402
+from sweeps.config import load_config  # noqa: E402
+from sweeps.result import COMPLETE, TrialResult  # noqa: E402
+from sweeps.storage import open_storage, with_driver  # noqa: E402
+from sweeps.sweep import Sweep  # noqa: E402
+
+PROGRAM = PROJECT / "tests" / "scripts" / "report.py"  # never run: the config needs a program
+
+
+def sweep_config(name: str, storage: str, run_cap: int, workdir: Path, **more: object) -> dict:
+    return {
+        "name": name,
+        "program": str(PROGRAM),
+        "method": "random",
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}},
+        "run_cap": run_cap,
+        "parallel": 1,
+        "storage": storage,
+        "output_dir": str(workdir / name),
+        **more,
+    }
+
+
+def start_proxy(url: str, connections: int) -> tuple[subprocess.Popen, str]:
+    """``sweeps-proxy`` on a free local port; (its process, the workers' storage URL)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "sweeps.proxy", url, "--host", "127.0.0.1", "--port", str(port)]
+    proxy = subprocess.Popen(
+        [*command, "--connections", str(connections)],
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    line = proxy.stdout.readline()
+    if "serving" not in line:
+        proxy.kill()
+        raise RuntimeError(f"sweeps-proxy did not start: {line}{proxy.stdout.read()}")
+    return proxy, f"grpc://127.0.0.1:{port}"
+
+
+class ConnectionCounter(threading.Thread):
+    """The most client connections the PostgreSQL server had at once (this counter's own excluded)."""
+
+    def __init__(self, url: str, every: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.peak = 0
+        self._engine = sqlalchemy.create_engine(with_driver(url), poolclass=sqlalchemy.pool.NullPool)
+        self._every = every
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        query = sqlalchemy.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        # Autocommit: within a transaction, PostgreSQL answers pg_stat_activity from its first snapshot.
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            while not self._done.is_set():
+                self.peak = max(self.peak, connection.execute(query).scalar())
+                time.sleep(self._every)
+
+    def stop(self) -> int:
+        self._done.set()
+        self.join()
+        self._engine.dispose()
+        return self.peak
+
+
+@dataclass
+class Report:
+    workers: int
+    wall: float
+    complete: int
+    given_back: int  # trials that came after the last place (``record.NOT_RUN``)
+    lost: int  # trials failed as ``worker lost``
+    asks: list[tuple[int, float]] = field(default_factory=list)  # every ask that started a trial: (number, ms)
+    told: list[int] = field(default_factory=list)  # the trial numbers told, by any worker
+    peak_connections: int = 0
+
+    @property
+    def trials_per_second(self) -> float:
+        return self.complete / self.wall
+
+    def ask_percentile(self, q: int, numbers: range | None = None) -> float:
+        """The ``q``-th percentile of the time an ask took (ms), of the trials numbered in ``numbers``."""
+        ms = [ms for number, ms in self.asks if numbers is None or number in numbers]
+        return statistics.quantiles(ms, n=100)[q - 1] if len(ms) > 1 else float("nan")
+
+
+def _worker(config_path: str, duration: float, asks: list, told: list[int], stagger: bool) -> None:
+    sweep = Sweep.open(load_config(config_path))
+    if stagger:  # workers of a job array start over a while, not at one instant
+        time.sleep(random.uniform(0, duration))
+    while True:
+        sweep.poll()
+        if sweep.done:
+            return
+        if not sweep.wants_more():
+            time.sleep(0.05)
+            continue
+        started = time.perf_counter()
+        request = sweep.ask()
+        if request is None:
+            continue
+        asks.append((request.number, (time.perf_counter() - started) * 1000))
+        time.sleep(duration)
+        sweep.tell(TrialResult(request.number, COMPLETE, value=request.params["x"], duration=duration))
+        told.append(request.number)
+
+
+def _process(config_path: str, threads: int, duration: float, out: str, stagger: bool) -> None:
+    """One process of simulated workers; what they did goes to ``out`` (JSON) when all are done."""
+    asks: list[tuple[int, float]] = []  # (trial number, ms the ask took)
+    told: list[int] = []
+    workers = [
+        threading.Thread(target=_worker, args=(config_path, duration, asks, told, stagger)) for _ in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    Path(out).write_text(json.dumps({"asks": asks, "told": told}))
+
+
+def simulate(
+    config: dict,
+    database: str,
+    workers: int,
+    processes: int,
+    duration: float,
+    workdir: Path,
+    kill_one_after: float | None = None,
+    stagger: bool = True,
+) -> Report:
+    """Run ``workers`` simulated workers on ``config`` until the sweep is done; ``database``: the
+    PostgreSQL server whose connections are counted. ``kill_one_after`` seconds: SIGKILL one process
+    of workers then, its running trials left for the others to find lost. ``stagger``: each worker
+    starts within one trial's duration (else all at once, and their trials end together for ever)."""
+    path = write_config(config, workdir / f"{config['name']}.yaml")
+    Sweep.open(load_config(path))  # the study exists before the workers race to open it
+    counter = ConnectionCounter(database)
+    counter.start()
+    context = multiprocessing.get_context("spawn")  # no thread of this process copied into the workers
+    spread = [workers // processes + (i < workers % processes) for i in range(processes)]
+    outs = [workdir / f"{config['name']}-{i}.json" for i in range(processes)]
+    started = time.perf_counter()
+    children = [
+        context.Process(target=_process, args=(str(path), n, duration, str(out), stagger), daemon=True)
+        for n, out in zip(spread, outs, strict=True)
+        if n
+    ]
+    for child in children:
+        child.start()
+    if kill_one_after is not None:
+        time.sleep(kill_one_after)
+        os.kill(children[0].pid, signal.SIGKILL)
+    for child in children:
+        child.join()
+    wall = time.perf_counter() - started
+    peak = counter.stop()
+    asks, told = [], []
+    for out in outs:
+        if out.exists():
+            done = json.loads(out.read_text())
+            asks += map(tuple, done["asks"])
+            told += done["told"]
+    study = optuna.load_study(study_name=config["name"], storage=open_storage(database))
+    trials = study.get_trials(deepcopy=False)
+    reasons = [record.reason_headline(t) for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    return Report(
+        workers=workers,
+        wall=wall,
+        complete=sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials),
+        given_back=reasons.count(record.NOT_RUN),
+        lost=reasons.count(record.WORKER_LOST),
+        asks=asks,
+        told=told,
+        peak_connections=peak,
+    )
