@@ -12,10 +12,7 @@ No pytest here: ``benchmarks/many_workers.py`` runs the same simulation at a lar
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import random
-import signal
 import socket
 import statistics
 import subprocess
@@ -176,22 +173,26 @@ def simulate(
     Sweep.open(load_config(path))  # the study exists before the workers race to open it
     counter = ConnectionCounter(database)
     counter.start()
-    context = multiprocessing.get_context("spawn")  # no thread of this process copied into the workers
     spread = [workers // processes + (i < workers % processes) for i in range(processes)]
     outs = [workdir / f"{config['name']}-{i}.json" for i in range(processes)]
     started = time.perf_counter()
-    children = [
-        context.Process(target=_process, args=(str(path), n, duration, str(out), stagger), daemon=True)
+    children = [  # processes of their own: nothing of this one (its threads, its __main__) is copied
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.simulation", str(path), str(n), str(duration), str(out), str(int(stagger))],
+            cwd=PROJECT,
+        )
         for n, out in zip(spread, outs, strict=True)
         if n
     ]
-    for child in children:
-        child.start()
-    if kill_one_after is not None:
-        time.sleep(kill_one_after)
-        os.kill(children[0].pid, signal.SIGKILL)
-    for child in children:
-        child.join()
+    try:
+        if kill_one_after is not None:
+            time.sleep(kill_one_after)
+            children[0].kill()
+        for child in children:
+            child.wait()
+    finally:
+        for child in children:
+            child.kill()
     wall = time.perf_counter() - started
     peak = counter.stop()
     asks, told = [], []
@@ -213,3 +214,7 @@ def simulate(
         told=told,
         peak_connections=peak,
     )
+
+
+if __name__ == "__main__":  # one process of simulated workers, started by simulate()
+    _process(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5] == "1")

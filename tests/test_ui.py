@@ -259,6 +259,8 @@ def populated_storage(path: Path, trials: int) -> None:
 
 #: Trials a sweep already holds when its page is opened, for the page to load as Run is clicked.
 KEPT = 300
+#: Fresh apps clicked: without the page's own delivery of the click, 2 in 6 were lost (so 10 catch it 98 % of runs).
+CLICK_ATTEMPTS = 10
 
 
 def test_run_clicked_the_moment_it_appears_starts_the_sweep_every_time(tmp_path, write_config, browser):
@@ -267,7 +269,7 @@ def test_run_clicked_the_moment_it_appears_starts_the_sweep_every_time(tmp_path,
     out = artifacts("ui-click")
     populated_storage(tmp_path / "template.db", KEPT)
     started_after = []
-    for attempt in range(20):
+    for attempt in range(CLICK_ATTEMPTS):
         workdir = tmp_path / str(attempt)
         workdir.mkdir()
         shutil.copy(tmp_path / "template.db", workdir / "sweep.db")
