@@ -210,7 +210,13 @@ class Sweep:
         if now - self._synced >= every:
             self.sync()
             self._waits = self._waits + 1 if waiting and not self.has_room() else 0
-        elif idle and now - self._controlled >= SYNC_SECONDS:  # the ask reads what else it needs
+        elif idle:  # the ask reads what else it needs
+            self._read_control()
+
+    def _read_control(self) -> None:
+        """Run/Stop, as the other workers left it: at most once a second."""
+        now = time.monotonic()
+        if now - self._controlled >= SYNC_SECONDS:
             self._controlled = now
             self.control.read(self.study.user_attrs)
 
@@ -222,6 +228,8 @@ class Sweep:
         with ask_lock(self.study) as serialised:
             if self.shared and (serialised or self._untried.active or self._near_the_end()):
                 self.sync()  # (a small space: the configurations other workers took since the last read)
+            elif self.shared:  # a slot that just freed: a Stop pressed elsewhere a second ago holds
+                self._read_control()
             if not self.has_room():
                 self._full_until = time.monotonic() + SYNC_SECONDS
                 return None
