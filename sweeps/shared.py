@@ -74,8 +74,9 @@ class Heartbeats:
 
     def __init__(self, study: optuna.Study, interval: int | None) -> None:
         self._storage = optuna_internals.storage(study)
-        self._optuna = optuna_internals.heartbeat_interval(study) is not None
-        self._interval = optuna_internals.heartbeat_interval(study) or interval
+        optunas = optuna_internals.heartbeat_interval(study)
+        self._optuna = optunas is not None
+        self._interval = optunas or interval
         self._beats = 0
         self._trial_ids: dict[int, int] = {}  # trial number -> storage id
         self._lock = threading.Lock()

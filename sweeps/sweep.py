@@ -85,7 +85,8 @@ class Sweep:
         self._untried = UntriedConfigurations(config.space, config.method, config.seed)
         interval = config.heartbeat_interval if shared else None
         self._heartbeats = Heartbeats(study, interval)  # records nothing unless the storage is shared
-        self._lost = LostTrials(study, config.grace_period or 2 * config.heartbeat_interval)
+        self._grace = config.grace_period or 2 * config.heartbeat_interval  # as open_storage gives Optuna
+        self._lost = LostTrials(study, self._grace)
         self._synced = self._checked_lost = 0.0  # when the storage was last read, and searched for lost trials
         self._controlled = 0.0  # when Run/Stop was last read
         self._waits = 0  # reads in a row that found no room
@@ -178,9 +179,8 @@ class Sweep:
             self._checked_lost = now
             lost = recovery.fail_lost_trials(self.study, self._lost.find(), self.config.max_retries)
             for trial in lost:
-                grace = self.config.grace_period or 2 * self.config.heartbeat_interval
                 print(
-                    f"sweeps: trial {trial.number} failed: {record.WORKER_LOST} (no heartbeat for {grace} s)",
+                    f"sweeps: trial {trial.number} failed: {record.WORKER_LOST} (no heartbeat for {self._grace} s)",
                     flush=True,
                 )
             if lost:
@@ -226,8 +226,10 @@ class Sweep:
         """A new trial, to be run with ``share`` of the machine; None when, counting every worker's
         running trials, ``run_cap`` is taken."""
         with ask_lock(self.study) as serialised:
+            # Read first under the lock, on a small space (what other workers took), or near the end
+            # through the proxy (no trial created only to be given back); else Run/Stop alone.
             if self.shared and (serialised or self._untried.active or self._near_the_end()):
-                self.sync()  # (a small space: the configurations other workers took since the last read)
+                self.sync()
             elif self.shared:  # a slot that just freed: a Stop pressed elsewhere a second ago holds
                 self._read_control()
             if not self.has_room():
