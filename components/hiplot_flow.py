@@ -20,6 +20,7 @@ from lightning_app.utilities.log import get_logfile
 from components.fixes.shutdown import stop_app
 from components.page import render_fn
 from sweeps.config import SweepConfig
+from sweeps.console import at_once_text
 from sweeps.control import Status
 from sweeps.dashboard import config_view, objectives_text
 from sweeps.storage import redacted
@@ -35,7 +36,7 @@ class HiPlotFlow(LightningFlow):
         self.run_cap = config.run_cap
         self.description = (
             f"{config.program.name} · method {config.method} · {objectives_text(config)} · "
-            f"{config.parallel} at once · {redacted(config.storage)}"
+            f"{at_once_text(config)} · {redacted(config.storage)}"
         )
         self.config = config_view(config)  # shown read-only
         self.launch = config.launch.to_dict()  # to write the best trial's command line

@@ -17,6 +17,7 @@ from lightning_app.utilities.exceptions import LightningFlowException
 from components.hiplot_flow import HiPlotFlow
 from components.objective import ObjectiveWork
 from components.wake_up import wake_flow_every
+from sweeps.cluster import RemoteSlot
 from sweeps.config import SweepConfig
 from sweeps.console import failure_summary
 from sweeps.control import Request, Status
@@ -33,11 +34,21 @@ class HPOFlow(LightningFlow):
         self.status = Status.WAITING.value
         self.running: list[int | None] = [None] * config.parallel  # the trial each slot runs
         self.slots = List(
-            *(ObjectiveWork(config.launch, config.metric_names, config.trial_timeout, share) for share in config.shares)
+            *(
+                ObjectiveWork(config.launch, config.metric_names, config.trial_timeout, share, self._remote_slot())
+                for share in config.shares
+            )
         )
         self.with_ui = with_ui
         if with_ui:
             self.hiplot = HiPlotFlow(config)
+
+    def _remote_slot(self) -> RemoteSlot | None:
+        """With ``--cloud``, where a slot's trials run."""
+        config = self._config
+        if config.ray_address is None:
+            return None
+        return RemoteSlot(config.ray_address, config.cluster, config.launch, config.resources)
 
     @property
     def worker(self) -> Worker:

@@ -19,23 +19,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from lightning_app.components import TracerPythonScript
 
 from components.fixes.loop import forget_ended_calls, restart_work_process, work_process_alive
 from sweeps import record, wandb_runs
-from sweeps.child import ScriptRun
-from sweeps.command import Launch, trial_environment
+from sweeps.cluster import RemoteSlot
+from sweeps.command import Launch, TrialRequest
 from sweeps.forkserver import ForkServer
 from sweeps.metrics import MetricReader
 from sweeps.resources import UNMANAGED, Share
 from sweeps.result import TrialResult, judge
 from sweeps.supervise import run_trial
-from sweeps.sweep import TrialRequest
-from sweeps.trainer import RESUME_CHECKPOINT, TrialHooks
 
 #: Intermediate values reach the flow at most this often (a script may print thousands a second).
 PUSH_SECONDS = 0.02
@@ -45,7 +41,12 @@ INTERMEDIATE_KEY = "intermediate_values"
 
 class ObjectiveWork(TracerPythonScript):
     def __init__(
-        self, launch: Launch, metrics: list[str], timeout: float | None = None, share: Share = UNMANAGED
+        self,
+        launch: Launch,
+        metrics: list[str],
+        timeout: float | None = None,
+        share: Share = UNMANAGED,
+        remote: RemoteSlot | None = None,
     ) -> None:
         # raise_exception=False: an error in the work must not stop the app (Lightning would, ~30 s later).
         super().__init__(script_path=launch.program, parallel=True, raise_exception=False)
@@ -58,6 +59,7 @@ class ObjectiveWork(TracerPythonScript):
         # deltas of a growing list lose items when two of them reach the flow together.)
         self.progress = ""
         self._server: ForkServer | None = None  # forks the trials' children; started by the first trial
+        self._remote = remote  # with --cloud: the slot's trials run on the cluster instead
         self._wandb: bool | None = None  # whether the program uses W&B; read by the first trial
 
     # -- in the flow's process: the worker's slot --------------------------------------------------
@@ -94,25 +96,23 @@ class ObjectiveWork(TracerPythonScript):
         Lightning would carry a flag set here to the work's process only at its next state sync
         (up to a second); a pruned trial should stop within a fraction of that.
         """
-        self._prune_file(number).touch()
-
-    def _prune_file(self, number: int) -> Path:
-        return self._launch.log_dir / f"{number}.prune"
+        self._launch.prune_file(number).touch()
 
     # -- in the work's process ---------------------------------------------------------------------
 
     def run(self, number: int, params: dict[str, Any], first_trial: int | None = None, resume: bool = False) -> None:
         """Run trial ``number`` in the directory of ``first_trial`` (its own by default), continuing from
-        its last checkpoint when ``resume``."""
+        its last checkpoint when ``resume``: here, or on the cluster."""
         launch = self._launch
-        if self._server is None:  # the first trial: what the script imports is loaded once, in the server
-            self._server = ForkServer(launch.program if launch.runs_warm else "", self._share)
+        request = TrialRequest(number, params, number if first_trial is None else first_trial, resume)
+        if self._wandb is None:  # the first trial
             self._wandb = wandb_runs.installed() and (
-                wandb_runs.uses_wandb(launch.program) or (launch.runs_warm and self._server.loads_wandb)
+                wandb_runs.uses_wandb(launch.program)
+                or (self._remote is None and launch.runs_warm and self._fork_server().loads_wandb)
             )
         launch.log_dir.mkdir(parents=True, exist_ok=True)
         reader = MetricReader(self.metrics)
-        prune_file = self._prune_file(number)
+        prune_file = launch.prune_file(number)
         started = pushed_at = time.monotonic()  # a trial that ends at once sends its values with its result
         pushed = 0
 
@@ -129,41 +129,20 @@ class ObjectiveWork(TracerPythonScript):
             return prune_file.exists()
 
         with open(launch.log_file(number), "w", buffering=1) as log:  # line by line: users follow it with tail -f
-            trial_dir = launch.trial_dir(number if first_trial is None else first_trial)
-            script_run = self._script_run(number, params, prune_file, trial_dir, resume)
-            end = run_trial(
-                self._server,
-                script_run,
-                stdout,
-                log.write,
-                self.timeout,
-                check_in,
-                reader.prune_grace,
-                memory_cap=self._share.memory,
-            )
+            watch = (stdout, log.write, self.timeout, check_in, reader.prune_grace, self._share.memory)
+            if self._remote is not None:
+                end = self._remote.run_trial(request, self._wandb, *watch)
+                prune_file.unlink(missing_ok=True)
+            else:
+                end = run_trial(self._fork_server(), launch.script_run(request, self._wandb), *watch)
+                launch.trial_ended(request)
         reader.close()
-        prune_file.unlink(missing_ok=True)
-        # The trial ended here, whatever its state: no run will continue it (an interrupted trial's
-        # work is gone, and keeps it). Model-sized files, one per trial, would fill a disk.
-        (trial_dir / RESUME_CHECKPOINT).unlink(missing_ok=True)
         result = judge(number, reader, end, time.monotonic() - started, self.timeout).to_dict()
         self.result = {**result, INTERMEDIATE_KEY: json.dumps(reader.values)}  # one change of state, not two
 
-    def _script_run(
-        self, number: int, params: dict[str, Any], prune_file: Path, trial_dir: Path, resume: bool
-    ) -> ScriptRun:
-        """What the trial's child runs: the program with the trial's arguments, or the sweep's command,
-        told its directory and whether it resumes; a W&B program's runs offline, in the trial's
-        directory, with the trial's parameters."""
-        launch = self._launch
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        env = trial_environment(trial_dir, resume)
-        if self._wandb:
-            params_file = trial_dir / "sweep-params.yaml"
-            params_file.write_text(wandb_runs.params_file_text(params))
-            env.update(wandb_runs.environment(trial_dir, params_file, resume))
-        if not launch.runs_warm:
-            return ScriptRun(launch.program, command=launch.argv(number, params), env=env, wandb=self._wandb)
-        hooks = TrialHooks(str(prune_file), str(trial_dir), resume)
-        args = launch.warm_argv(number, params)
-        return ScriptRun(launch.program, args, hooks=asdict(hooks), env=env, wandb=self._wandb)
+    def _fork_server(self) -> ForkServer:
+        """Started with the first trial: what the script imports is loaded once, in the server."""
+        if self._server is None:
+            launch = self._launch
+            self._server = ForkServer(launch.program if launch.runs_warm else "", self._share)
+        return self._server

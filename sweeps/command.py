@@ -11,16 +11,20 @@ that runs it and for the page that shows the command line re-running it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sweeps import wandb_runs
+from sweeps.child import ScriptRun
 from sweeps.errors import ConfigError
+from sweeps.trainer import RESUME_CHECKPOINT, TrialHooks
 
 DEFAULT = ("${env}", "${interpreter}", "${program}", "${args}")
 #: The default command as a user runs it by hand (``${env}`` adds nothing there).
@@ -77,6 +81,20 @@ def trial_environment(trial_dir: Path, resume: bool) -> dict[str, str]:
 def script_args(params: dict[str, Any]) -> list[str]:
     """W&B's ``${args}``: ``--name=value``, each value as recorded (``str`` of a float is its ``repr``)."""
     return [f"--{name}={value}" for name, value in params.items()]
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """A trial that has been asked for: what its script is to receive."""
+
+    number: int
+    params: dict[str, Any]
+    first_trial: int  # the first trial of these parameters (its own number unless a retry): its directory's
+    resume: bool = False  # it continues an interrupted trial, from that trial's last checkpoint
+
+    @property
+    def args(self) -> list[str]:
+        return script_args(self.params)
 
 
 def warm_args(command: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -175,3 +193,36 @@ class Launch:
     def command_line(self, number: int, params: dict[str, Any]) -> str:
         """A shell command that re-runs trial ``number`` exactly as the sweep ran it; its files are not written."""
         return shlex.join(self.argv(number, params, write=False))
+
+    def prune_file(self, number: int) -> Path:
+        """Created when the pruner stops trial ``number``: a traced Trainer watches for it."""
+        return self.log_dir / f"{number}.prune"
+
+    def script_run(self, request: TrialRequest, wandb: bool) -> ScriptRun:
+        """What the trial's child runs: the program with the trial's arguments, or the sweep's command,
+        told its directory and whether it resumes; a W&B program's (``wandb``) runs offline, in the
+        trial's directory, with the trial's parameters. Creates the trial's directory."""
+        trial_dir = self.trial_dir(request.first_trial)
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = trial_environment(trial_dir, request.resume)
+        if wandb:
+            params_file = trial_dir / "sweep-params.yaml"
+            params_file.write_text(wandb_runs.params_file_text(request.params))
+            env.update(wandb_runs.environment(trial_dir, params_file, request.resume))
+        if not self.runs_warm:
+            return ScriptRun(self.program, command=self.argv(request.number, request.params), env=env, wandb=wandb)
+        hooks = TrialHooks(str(self.prune_file(request.number)), str(trial_dir), request.resume)
+        args = self.warm_argv(request.number, request.params)
+        return ScriptRun(self.program, args, hooks=asdict(hooks), env=env, wandb=wandb)
+
+    def trial_ended(self, request: TrialRequest) -> None:
+        """Remove what only the running trial needed. Whatever its state, no run will continue it (an
+        interrupted trial's work is gone, and keeps its checkpoint): model-sized files, one per trial,
+        would fill a disk."""
+        self.prune_file(request.number).unlink(missing_ok=True)
+        (self.trial_dir(request.first_trial) / RESUME_CHECKPOINT).unlink(missing_ok=True)
+
+    def relocated(self, program_dir: str, output_dir: str) -> Launch:
+        """This launch on a machine that has the program's directory and the output directory elsewhere."""
+        return replace(self, program=os.path.join(program_dir, os.path.basename(self.program)), output_dir=output_dir)

@@ -26,10 +26,12 @@ from pydantic import (
 )
 
 from sweeps import command, wandb_runs
+from sweeps.cluster import CLOUD_VARIABLE, Cluster
+from sweeps.cluster import address as cluster_address
 from sweeps.command import Launch
 from sweeps.errors import ConfigError
 from sweeps.pruners import PRUNERS, EarlyTerminate
-from sweeps.resources import Machine, Resources, Share, plan
+from sweeps.resources import DEFAULT_PARALLEL, Machine, Resources, Share, plan
 from sweeps.samplers import METHODS, check_method
 from sweeps.space import ParameterSpec, SearchSpace
 from sweeps.storage import POSTGRESQL, PROXY, SQLITE, proxy_address, redacted
@@ -77,6 +79,7 @@ class SweepConfig(_Strict):
     run_cap: PositiveInt | None = Field(default=None, alias="n_trials")  # filled in by parse_config
     parallel: PositiveInt | None = None  # filled in by parse_config: what resources allow, else 2
     resources: Resources | None = None
+    cluster: Cluster | None = None  # where --cloud runs the trials
     storage: str = "sqlite:///sweeps.db"
     heartbeat_interval: PositiveInt = 10  # shared storages: seconds between a running trial's heartbeats
     grace_period: PositiveInt | None = None  # ... and without one before it is "worker lost" (2 intervals)
@@ -99,6 +102,7 @@ class SweepConfig(_Strict):
     _space: SearchSpace = PrivateAttr()
     _command: tuple[str, ...] | None = PrivateAttr(default=None)
     _shares: list[Share] = PrivateAttr(default_factory=list)
+    _cloud: bool = PrivateAttr(default=False)
 
     @field_validator("storage")
     @classmethod
@@ -121,6 +125,16 @@ class SweepConfig(_Strict):
     def shares(self) -> list[Share]:
         """Each slot's share of this machine (``sweeps.resources``), one per trial run at once."""
         return self._shares
+
+    @property
+    def cloud(self) -> bool:
+        """Whether the trials run on a Ray cluster (``--cloud``), at :attr:`ray_address`."""
+        return self._cloud
+
+    @property
+    def ray_address(self) -> str | None:
+        """The Ray cluster ``--cloud`` runs the trials on; None when none is named."""
+        return cluster_address(self.cluster) if self._cloud else None
 
     @property
     def launch(self) -> Launch:
@@ -166,16 +180,22 @@ def load_config(path: str | os.PathLike[str] | None = None) -> SweepConfig:
         raise ConfigError("", f"{path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
     if not isinstance(raw, dict):
         raise ConfigError("", f"{path} must be a mapping of keys (program, metric, parameters, ...)")
-    config = parse_config(raw, base_dir=path.parent, default_name=path.stem)
+    cloud = os.environ.get(CLOUD_VARIABLE, "") not in ("", "0")
+    config = parse_config(raw, base_dir=path.parent, default_name=path.stem, cloud=cloud)
     if os.environ.get("SWEEPS_AUTOSTART", "") not in ("", "0"):
         config.autostart = True
     return config
 
 
 def parse_config(
-    raw: dict[str, Any], base_dir: Path, default_name: str = "sweep", machine: Machine | None = None
+    raw: dict[str, Any],
+    base_dir: Path,
+    default_name: str = "sweep",
+    machine: Machine | None = None,
+    cloud: bool = False,
 ) -> SweepConfig:
-    """Check a config read from ``base_dir``; ``machine``: what trials may use (default: this machine's)."""
+    """Check a config read from ``base_dir``; ``machine``: what trials may use (default: this machine's);
+    ``cloud``: the trials run on a Ray cluster, which gives each its resources instead."""
     try:
         config = SweepConfig.model_validate(raw)
     except ValidationError as err:
@@ -201,7 +221,13 @@ def parse_config(
     elif config.run_cap is None:
         raise ConfigError("run_cap", f"required for method {config.method!r}: how many trials to finish")
     config.max_failures = config.max_failures or config.run_cap
-    config.parallel, config._shares = plan(config.resources, config.parallel, machine)
+    config._cloud = cloud
+    if cloud:  # parallel may exceed this machine: the cluster bounds it (hosts wait for room there)
+        memory = config.resources and config.resources.memory_per_trial
+        config.parallel = config.parallel or DEFAULT_PARALLEL
+        config._shares = [Share(memory=int(memory) if memory else None)] * config.parallel
+    else:
+        config.parallel, config._shares = plan(config.resources, config.parallel, machine)
     if config.output_dir is None:
         config.output_dir = Path("results") / config.name
     return config
@@ -300,6 +326,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             model = Scheduler
         elif part == "resources":
             model = Resources
+        elif part == "cluster":
+            model = Cluster
         else:
             return None
     return model

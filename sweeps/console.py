@@ -17,13 +17,20 @@ from sweeps import record
 from sweeps.control import Status
 
 if TYPE_CHECKING:
+    from sweeps.config import SweepConfig
     from sweeps.sweep import Sweep
+
+
+def at_once_text(config: SweepConfig) -> str:
+    """``4 at once``, and where when not here: ``4 at once on the Ray cluster at ray://head:10001``."""
+    where = f" on the Ray cluster at {config.ray_address}" if config.ray_address else ""
+    return f"{config.parallel} at once{where}"
 
 
 def started_line(sweep: Sweep) -> str:
     """``sweep s: 0/8 trials already finished, 4 at once: gpus 0; gpus 0; gpus 1; gpus 1``."""
     config = sweep.config
-    line = f"sweep {config.name}: {sweep.finished}/{config.run_cap} trials already finished, {config.parallel} at once"
+    line = f"sweep {config.name}: {sweep.finished}/{config.run_cap} trials already finished, {at_once_text(config)}"
     shares = [" ".join(f"{name} {ids}" for name, ids in share.describe().items()) for share in config.shares]
     return f"{line}: {'; '.join(shares)}" if any(shares) else line
 

@@ -54,6 +54,8 @@ WORKER_LOST = "worker lost"
 #: The reason of a trial whose work's process died (the OOM killer picks the biggest process). Counted as
 #: the trial's own failure: the trial may well be what took the memory.
 WORK_LOST = "work lost"
+#: The reason of a trial whose node of a Ray cluster (``--cloud``) was lost while it ran.
+NODE_LOST = "node lost"
 #: The reason of a trial given back before it ran: other workers had taken the last places under ``run_cap``
 #: (on a storage without a lock, such as the gRPC proxy, a worker checks its trial's place once created).
 NOT_RUN = "not run: run_cap taken by other workers"
@@ -61,7 +63,7 @@ NOT_RUN = "not run: run_cap taken by other workers"
 NOT_THE_TRIALS_FAULT = (INTERRUPTED, WORKER_LOST, NOT_RUN)
 #: Failures that cut a trial short from outside: its retry continues it from its last checkpoint. Any
 #: other failure (an exception, an exit code, a timeout, NaN, its memory cap) starts it over.
-INTERRUPTIONS = (INTERRUPTED, WORKER_LOST, WORK_LOST)
+INTERRUPTIONS = (INTERRUPTED, WORKER_LOST, WORK_LOST, NODE_LOST)
 
 #: States that count towards ``run_cap``: a trial *finished* in one of them.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -14,7 +14,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from sweeps.metrics import MetricReader
-from sweeps.record import CHECKPOINT_ATTR, METRICS_ATTR, RESUMED_FROM_ATTR
+from sweeps.record import CHECKPOINT_ATTR, METRICS_ATTR, RESOURCES_ATTR, RESUMED_FROM_ATTR
 from sweeps.resources import cap_text
 from sweeps.supervise import ProcessEnd
 
@@ -61,6 +61,8 @@ def judge(
     kept with the trial.
     """
     attrs: dict[str, Any] = {CHECKPOINT_ATTR: reader.checkpoint} if reader.checkpoint else {}
+    if end.used:
+        attrs[RESOURCES_ATTR] = end.used
     if reader.resumed_from is not None:
         attrs[RESUMED_FROM_ATTR] = reader.resumed_from
     finite = {name: value for name, value in reader.reported.items() if math.isfinite(value)}

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import sys
 
+from sweeps import cluster
 from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.storage import StorageBusy, StorageUnreachable, check_reachable, claim
 from sweeps.sweep import check_objectives
@@ -29,6 +30,8 @@ def start_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
         return config  # a work's process: it runs the app file again, and must not claim or warn
     if config.ignored_keys:
         print(f"sweeps: W&B keys not acted on, ignored: {', '.join(config.ignored_keys)}", file=sys.stderr)
+    if config.cloud:  # before the storage: nothing starts without a cluster to run on
+        check_cluster(config)
     try:
         check_reachable(config.storage)
         claim(config.storage)
@@ -39,6 +42,21 @@ def start_or_exit(path: str | os.PathLike[str] | None = None) -> SweepConfig:
     except ConfigError as err:
         sys.exit(f"sweeps: invalid sweep config: {err}")
     return config
+
+
+def check_cluster(config: SweepConfig) -> None:
+    """``--cloud``: a cluster is named, answers, and has a node for a trial; else one line and exit 2."""
+    if config.ray_address is None:
+        print(cluster.NO_CLUSTER, file=sys.stderr)
+        sys.exit(2)
+    shared = config.cluster is not None and config.cluster.shared
+    try:
+        env = cluster.runtime_env(config.launch, shared)
+        found = cluster.check(config.ray_address, env, config.resources, config.parallel)
+    except cluster.ClusterUnavailable as err:
+        print(f"sweeps: --cloud: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"sweeps: trials run on the {found}", flush=True)
 
 
 def in_main_process() -> bool:

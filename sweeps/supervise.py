@@ -41,6 +41,7 @@ class ProcessEnd:
     pruned: bool = False  # ``should_prune`` said so
     memory_cap: int | None = None  # the memory cap (bytes) it went over, and was killed for
     script_globals: dict[str, float] | None = None  # the numeric globals the script left
+    used: dict[str, str] | None = None  # where it ran, when only known once it ran: a cluster's node, its GPUs
 
 
 def run_trial(

@@ -14,14 +14,12 @@ import random
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps import optuna_internals, record, recovery
-from sweeps.command import script_args
+from sweeps.command import TrialRequest
 from sweeps.config import SweepConfig, goals_text
 from sweeps.control import Control, Request
 from sweeps.errors import ConfigError
@@ -37,20 +35,6 @@ from sweeps.untried import UntriedConfigurations
 SYNC_SECONDS = 1.0
 #: ... and a worker waiting for room, at least this often.
 WAIT_SECONDS_MAX = 8.0
-
-
-@dataclass(frozen=True)
-class TrialRequest:
-    """A trial that has been asked for: what its script is to receive."""
-
-    number: int
-    params: dict[str, Any]
-    first_trial: int  # the first trial of these parameters (its own number unless a retry): its directory's
-    resume: bool = False  # it continues an interrupted trial, from that trial's last checkpoint
-
-    @property
-    def args(self) -> list[str]:
-        return script_args(self.params)
 
 
 def check_objectives(config: SweepConfig) -> None:

@@ -35,20 +35,22 @@ def write_config(config: dict, path: Path) -> Path:
     return path
 
 
-def lightning_command(app_file: str) -> list[str]:
+def lightning_command(app_file: str, *args: str) -> list[str]:
     # The user's words, as the README runs them: `lightning`, installed by requirements.txt.
     cli = str(Path(sys.executable).parent / "lightning")
-    return [cli, "run", "app", str(PROJECT / app_file), "--open-ui", "false"]
+    return [cli, "run", "app", str(PROJECT / app_file), "--open-ui", "false", *args]
 
 
 def app_env(config_path: Path, **extra: str) -> dict:
     return {**os.environ, "SWEEP_CONFIG": str(config_path), "LIGHTING_TESTING": "1", **extra}
 
 
-def start_app(app_file: str, config_path: Path, cwd: Path, stdout, stderr, **env: str) -> subprocess.Popen:
-    """`lightning run app <app_file>` on a config, in a process group of its own (a session: setsid)."""
+def start_app(
+    app_file: str, config_path: Path, cwd: Path, stdout, stderr, args: tuple[str, ...] = (), **env: str
+) -> subprocess.Popen:
+    """`lightning run app <app_file> [args]` on a config, in a process group of its own (a session: setsid)."""
     return subprocess.Popen(
-        lightning_command(app_file),
+        lightning_command(app_file, *args),
         cwd=cwd,
         env=app_env(config_path, **env),
         stdout=stdout,
@@ -58,9 +60,9 @@ def start_app(app_file: str, config_path: Path, cwd: Path, stdout, stderr, **env
     )
 
 
-def run_headless(config_path: Path, cwd: Path, timeout: float = 180, **env: str):
-    """`lightning run app app_wo_ui.py` to the end, in its own process group (killed on timeout)."""
-    proc = start_app("app_wo_ui.py", config_path, cwd, subprocess.PIPE, subprocess.PIPE, **env)
+def run_headless(config_path: Path, cwd: Path, timeout: float = 180, args: tuple[str, ...] = (), **env: str):
+    """`lightning run app app_wo_ui.py [args]` to the end, in its own process group (killed on timeout)."""
+    proc = start_app("app_wo_ui.py", config_path, cwd, subprocess.PIPE, subprocess.PIPE, args, **env)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     finally:
@@ -90,9 +92,9 @@ def kill_group(proc) -> None:
     proc.wait()
 
 
-def start_ui_app(config_path: Path, cwd: Path, log_path: Path, **env: str):
-    """Start app_wi_ui.py in its own process group; return it and the /view URL it prints."""
-    proc = start_app("app_wi_ui.py", config_path, cwd, open(log_path, "w"), subprocess.STDOUT, **env)
+def start_ui_app(config_path: Path, cwd: Path, log_path: Path, args: tuple[str, ...] = (), **env: str):
+    """Start app_wi_ui.py [args] in its own process group; return it and the /view URL it prints."""
+    proc = start_app("app_wi_ui.py", config_path, cwd, open(log_path, "w"), subprocess.STDOUT, args, **env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = re.search(r"View it in your browser: (http://\S+)/view", log_path.read_text())

@@ -206,3 +206,32 @@ def test_a_proxy_storage_without_host_and_port_is_one_line(tmp_path, url):
 def test_a_proxy_storage_is_taken_as_shared(tmp_path):
     config = parse_config(report_config(tmp_path, storage="grpc://proxy-host:13000"), base_dir=SCRIPTS)
     assert is_shared(config.storage)
+
+
+@pytest.mark.parametrize(
+    "cluster, words",
+    [
+        ({"ray": " "}, "cluster.ray: should be auto, ray://<head>:10001 or <head>:6379"),
+        ({"ray": "auto", "nodes": 2}, "cluster.nodes: unknown key; valid keys here: ray, shared"),
+        ({"shared": True}, "cluster.ray: required"),
+    ],
+)
+def test_a_bad_cluster_is_one_line_naming_the_key(tmp_path, cluster, words):
+    with pytest.raises(ConfigError) as raised:
+        parse_config(report_config(tmp_path, cluster=cluster), base_dir=tmp_path)
+    assert str(raised.value).startswith(words), str(raised.value)
+
+
+def test_with_cloud_the_cluster_not_this_machine_bounds_parallel(tmp_path):
+    from sweeps.resources import Machine
+
+    two_cores = Machine((), "no NVIDIA driver", (0, 1))
+    config = report_config(
+        tmp_path, parallel=8, cluster={"ray": "auto"}, resources={"gpus_per_trial": 1, "memory_per_trial": "1GB"}
+    )
+    with pytest.raises(ConfigError, match="^resources.gpus_per_trial: 1 per trial, but this machine has no GPU"):
+        parse_config(config, base_dir=tmp_path, machine=two_cores)
+    on_cluster = parse_config(config, base_dir=tmp_path, machine=two_cores, cloud=True)
+    assert on_cluster.parallel == 8 and on_cluster.ray_address == "auto"
+    assert {share.memory for share in on_cluster.shares} == {10**9}, "the memory cap, kept by each trial's host"
+    assert parse_config(config | {"resources": None}, base_dir=tmp_path).ray_address is None, "without --cloud"

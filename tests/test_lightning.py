@@ -119,7 +119,7 @@ def test_a_trial_asked_to_stop_ends_its_fit_cleanly_and_is_pruned(argparse_work)
     assert "[sweeps] checkpoint: " in log, "fit ended normally: not killed"
     assert Path(result["user_attrs"][CHECKPOINT_ATTR]).is_file()
     assert ended - asked[0] < 2.0, "it did not wait out the grace period"
-    assert not argparse_work._prune_file(number).exists()
+    assert not argparse_work._launch.prune_file(number).exists()
 
 
 def test_the_example_runs_through_lightning_cli_with_dotted_parameters(tmp_path):
