@@ -1,8 +1,9 @@
 """Sweeps' own cost per trial, against the loop a user would write by hand.
 
-    python benchmarks/overhead.py [--trials 300] [--parallel 2] [--repeat 1]
+    python benchmarks/overhead.py [--trials 300] [--parallel 2] [--repeat 1] [--script argparse|bare]
 
-A no-op trial script (it prints its metric at once) runs N times, ``parallel`` at a time:
+A no-op trial script (it prints its metric at once; ``bare``: one that imports nothing, the case
+least favourable to Sweeps' warm fork server) runs N times, ``parallel`` at a time:
 
 * Sweeps: the real ``lightning run app app_wo_ui.py`` on an SQLite storage;
 * the hand loop: ``optuna`` ``study.optimize(objective, n_jobs=parallel)`` on an SQLite storage,
@@ -32,7 +33,11 @@ from pathlib import Path
 import optuna
 from _harness import noop_config, run_headless
 
-NOOP = Path(__file__).resolve().parent / "noop.py"
+#: The trial scripts: argparse (~4 ms of imports a cold process pays), or nothing to speak of.
+SCRIPTS = {
+    "argparse": Path(__file__).resolve().parent / "noop.py",
+    "bare": Path(__file__).resolve().parent / "noop_bare.py",
+}
 
 
 def measure(stamps: list[tuple[float, str]], started: float, wall: float) -> dict[str, float]:
@@ -53,8 +58,8 @@ def measure(stamps: list[tuple[float, str]], started: float, wall: float) -> dic
     }
 
 
-def sweeps(n: int, parallel: int, workdir: Path) -> dict[str, float]:
-    config = noop_config("overhead", NOOP, n, parallel, workdir)
+def sweeps(n: int, parallel: int, workdir: Path, script: Path) -> dict[str, float]:
+    config = noop_config("overhead", script, n, parallel, workdir)
     started = time.time()
     wall, study, _ = run_headless(config, workdir)
     stamps = []
@@ -65,7 +70,7 @@ def sweeps(n: int, parallel: int, workdir: Path) -> dict[str, float]:
     return measure(stamps, started, wall)
 
 
-def hand_loop(n: int, parallel: int, workdir: Path) -> dict[str, float]:
+def hand_loop(n: int, parallel: int, workdir: Path, script: Path) -> dict[str, float]:
     started = time.time()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -75,7 +80,7 @@ def hand_loop(n: int, parallel: int, workdir: Path) -> dict[str, float]:
 
     def objective(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", 0.0, 1.0)
-        out = subprocess.run([sys.executable, str(NOOP), f"--x={x}"], capture_output=True, text=True).stdout
+        out = subprocess.run([sys.executable, str(script), f"--x={x}"], capture_output=True, text=True).stdout
         loss, stamp = re.search(r"loss=(\S+) t=(\S+)", out).groups()
         stamps.append((float(stamp), str(threading.get_ident())))
         return float(loss)
@@ -91,13 +96,16 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="pairs of runs, alternating; the median of each figure is printed"
     )
+    parser.add_argument("--script", choices=SCRIPTS, default="argparse", help="the trial script (bare: no imports)")
     args = parser.parse_args()
+    script = SCRIPTS[args.script]
     ours, theirs = [], []
     for _ in range(args.repeat):  # alternating, so that both see the same machine (these are noisy)
         with tempfile.TemporaryDirectory() as tmp:
-            ours.append(sweeps(args.trials, args.parallel, Path(tmp)))
-            theirs.append(hand_loop(args.trials, args.parallel, Path(tmp)))
-    print(f"{args.trials} no-op trials, {args.parallel} at a time, SQLite storage, median of {args.repeat} pair(s)")
+            ours.append(sweeps(args.trials, args.parallel, Path(tmp), script))
+            theirs.append(hand_loop(args.trials, args.parallel, Path(tmp), script))
+    print(f"{args.trials} no-op trials ({script.name}), {args.parallel} at a time, SQLite storage, ", end="")
+    print(f"median of {args.repeat} pair(s)")
     print(f"{'':18s}{'Sweeps':>10s}{'hand loop':>12s}{'ratio':>8s}")
     for key in ours[0]:
         mine, hand = statistics.median(r[key] for r in ours), statistics.median(r[key] for r in theirs)

@@ -1,7 +1,12 @@
 """The Lightning side of Sweeps: thin adapters from the Lightning loop to ``sweeps``."""
 
 from components import fixes
-from components.fixes import loop, runtime, shutdown, streamlit_page
+from components.fixes import lean_imports
+
+# Before lightning_app is imported: this module is the first the `lightning` command imports.
+fixes.apply(lean_imports.FIXES)
+
+from components.fixes import loop, runtime, shutdown, streamlit_page  # noqa: E402
 
 # Before the app is created and any flow or work runs, in every process that imports the components.
 fixes.apply((*loop.FIXES, *runtime.FIXES, *shutdown.FIXES, *streamlit_page.IN_APP))

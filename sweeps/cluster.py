@@ -18,6 +18,7 @@ Ray is optional (``requirements-ray.txt``) and is imported only here, only when 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -114,10 +115,13 @@ def connect(address: str, env: dict[str, Any]) -> None:
         return
     try:
         _answers(address)
+    except ConnectionError as err:
+        raise ClusterUnavailable(f"cannot reach the Ray cluster at {address}: {_first_line(err)}") from None
+    try:
         # log_to_driver=False: the trial's output comes through the host, once; Ray's own would repeat it.
         ray.init(address=address, runtime_env=env, log_to_driver=False, logging_level=logging.ERROR)
-    except Exception as err:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
-        raise ClusterUnavailable(f"cannot reach the Ray cluster at {address}: {_first_line(err)}") from None
+    except Exception as err:  # noqa: BLE001 - Ray raises RuntimeError, ValueError (a directory too big to ship)...
+        raise ClusterUnavailable(f"joining the Ray cluster at {address} failed: {_first_line(err)}") from None
 
 
 def _answers(address: str) -> None:
@@ -179,7 +183,8 @@ class TrialHost:
 
     def __init__(self, launch: Launch, shared: bool) -> None:
         if not shared:  # the program is in Ray's copy of its directory; the trial's files stay on this node
-            output_dir = Path(tempfile.gettempdir()) / "sweeps" / Path(launch.output_dir).name
+            sweep = hashlib.sha1(launch.output_dir.encode()).hexdigest()[:8]  # two sweeps' "results/digits"
+            output_dir = Path(tempfile.gettempdir()) / "sweeps" / f"{Path(launch.output_dir).name}-{sweep}"
             launch = launch.relocated(os.getcwd(), str(output_dir))
         self._launch = launch
         self._server = ForkServer(launch.program if launch.runs_warm else "", Share())
@@ -270,7 +275,7 @@ class RemoteSlot:
         """As :func:`sweeps.supervise.run_trial`, on the cluster: the trial's output fed to ``stdout`` and
         ``stderr`` as it is printed; how its process ended, with where it ran."""
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError, RayTaskError
 
         sinks = {1: stdout, 2: stderr}
         try:
@@ -295,8 +300,10 @@ class RemoteSlot:
         except RayActorError as err:
             self._host = None
             end = ProcessEnd(exit_code=None, error=self._lost(err))
-        except NoRoom as err:
+        except (NoRoom, ClusterUnavailable) as err:  # the cluster full, or gone
             end = ProcessEnd(exit_code=None, error=str(err))
+        except RayTaskError as err:  # the host failed around the trial (its directory not writable, say)
+            end = ProcessEnd(exit_code=None, error=f"trial host: {_first_line(err.cause or err)}")
         end.used = dict(self._where)
         return end
 

@@ -193,6 +193,20 @@ def test_a_host_killed_alone_is_work_lost_and_the_next_trial_gets_a_new_one(remo
     assert run_remote(remote_slot, 1, {"x": 2.0})[0].exit_code == 0, "a new host for the slot"
 
 
+@pytest.mark.slow
+def test_a_host_that_cannot_write_the_trials_directory_fails_the_trial_in_one_line(two_nodes):
+    import ray
+
+    launch = Launch(str(ON_CLUSTER), None, "/proc/sweeps-results")  # shared: the same path on the node
+    slot = RemoteSlot(two_nodes.address, Cluster(ray=two_nodes.address, shared=True), launch, None)
+    try:
+        end = run_remote(slot, 0, {"x": 1.0})[0]
+    finally:
+        ray.shutdown()
+    assert end.error is not None and end.error.startswith("trial host: ") and "\n" not in end.error, end.error
+    assert "/proc/sweeps-results" in end.error
+
+
 def cluster_config(tmp_path: Path, address: str, **overrides) -> dict:
     """A grid sweep of tests/scripts/on_cluster.py on the cluster at ``address``, 2 trials at once."""
     config = report_config(

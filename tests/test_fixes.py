@@ -7,6 +7,7 @@ needs shows here as a defect that cannot be reproduced.
 
 import asyncio
 import http.server
+import importlib.util
 import json
 import os
 import queue
@@ -36,10 +37,17 @@ from starlette.routing import Mount
 
 import components  # noqa: F401  (applies the app's fixes, as the app files do)
 from components import fixes
-from components.fixes import hiplot_component, loop, runtime, streamlit_page
+from components.fixes import hiplot_component, lean_imports, loop, runtime, streamlit_page
 from tests.conftest import PROJECT
 
-ALL = (*loop.FIXES, *runtime.FIXES, *streamlit_page.IN_APP, *streamlit_page.IN_PAGE, *hiplot_component.FIXES)
+ALL = (
+    *lean_imports.FIXES,
+    *loop.FIXES,
+    *runtime.FIXES,
+    *streamlit_page.IN_APP,
+    *streamlit_page.IN_PAGE,
+    *hiplot_component.FIXES,
+)
 
 
 def test_every_fix_names_the_release_it_was_written_for_and_refuses_another():
@@ -331,6 +339,55 @@ def test_the_served_hiplot_bundle_holds_every_edit():
         assert original.count(old) == 1 and new not in original
         assert fixed.count(new) == 1 and old not in fixed
     assert len(fixed) - len(original) == sum(len(new) - len(old) for old, new in hiplot_component.BUNDLE_FIXES.items())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed here")
+def test_lightning_app_imported_after_the_components_leaves_pytorch_unimported():
+    def imports_torch(first: str) -> bool:
+        code = f"import sys; import {first}; import lightning_app.components; print('torch' in sys.modules)"
+        done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
+        return done.stdout.strip() == "True"
+
+    assert imports_torch("lightning_app"), "the defect: lightning_app alone imports PyTorch"
+    assert not imports_torch("components")
+    code = "import components, lightning_app.utilities.imports as i, inspect; print(inspect.getsource(i)[:6])"
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "# Copy", "the module's source is still found (tracebacks show it)"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed here")
+def test_neither_the_app_nor_its_works_load_pytorch(tmp_path, write_config):
+    import psutil
+
+    from tests.conftest import report_config
+    from tests.harness import kill_group, start_worker
+
+    def described(process: psutil.Process) -> tuple[str, bool]:
+        """Its command line, and whether PyTorch's library is mapped into it ("", False once it is gone)."""
+        try:
+            return " ".join(process.cmdline()[:4]), any("libtorch" in m.path for m in process.memory_maps())
+        except psutil.Error:
+            return "", False
+
+    sleepy = {"x": {"min": 0, "max": 1}, "sleep": {"value": 5}}
+    app = start_worker(
+        write_config(report_config(tmp_path, method="random", run_cap=4, parameters=sleepy)),
+        tmp_path,
+        tmp_path / "app.log",
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # Until both works run a trial: two fork servers, each with the trial's child (a fork: the same command).
+        while time.monotonic() < deadline:
+            processes = [described(p) for p in [psutil.Process(app.pid), *psutil.Process(app.pid).children(True)]]
+            if sum("sweeps.forkserver" in command for command, _ in processes) == 4:
+                break
+            time.sleep(0.2)
+    finally:
+        kill_group(app)
+    assert sum("spawn_main" in command for command, _ in processes) == 2, processes
+    assert not [command for command, torch in processes if torch], "PyTorch loaded"
 
 
 def test_the_defects_read_as_one_line_each():
