@@ -26,6 +26,10 @@ import yaml
 from optuna.trial import TrialState
 
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from tests.harness import slot_processes  # noqa: E402
+
 NOOP = Path(__file__).resolve().parent / "noop.py"
 
 
@@ -33,13 +37,6 @@ def state_size(app_url: str) -> int:
     headers = {"X-Lightning-Session-UUID": "x", "X-Lightning-Session-ID": "x"}
     with urllib.request.urlopen(urllib.request.Request(f"{app_url}/api/v1/state", headers=headers), timeout=10) as r:
         return len(r.read())
-
-
-def _is_work(proc: psutil.Process) -> bool:
-    try:
-        return "spawn_main" in " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
 
 
 def main() -> None:
@@ -104,7 +101,7 @@ def main() -> None:
                         sys.exit(f"the app exited early:\n{Path(log.name).read_text()[-2000:]}")
                     time.sleep(0.5)
                 flow = psutil.Process(app.pid)
-                works = [p for p in flow.children() if _is_work(p)]
+                works = slot_processes(app.pid)
                 ends = sorted(t.datetime_complete for t in done)[mark - 100 : mark]
                 per_trial = (ends[-1] - ends[0]).total_seconds() / (len(ends) - 1) * 1000
                 print(

@@ -22,6 +22,7 @@ from sweeps.config import SweepConfig
 from sweeps.console import failure_summary
 from sweeps.control import Request, Status
 from sweeps.export import Exports
+from sweeps.storage import is_proxy
 from sweeps.sweep import SYNC_SECONDS, Sweep
 from sweeps.worker import Worker
 
@@ -35,7 +36,9 @@ class HPOFlow(LightningFlow):
         self.running: list[int | None] = [None] * config.parallel  # the trial each slot runs
         self.slots = List(
             *(
-                ObjectiveWork(config.launch, config.metric_names, config.trial_timeout, share, self._remote_slot())
+                ObjectiveWork(
+                    config.launch, config.metric_names, config.trial_timeout, share, self._remote_slot(), self._forks()
+                )
                 for share in config.shares
             )
         )
@@ -49,6 +52,13 @@ class HPOFlow(LightningFlow):
         if config.ray_address is None:
             return None
         return RemoteSlot(config.ray_address, config.cluster, config.launch, config.resources)
+
+    def _forks(self) -> bool:
+        """Whether the slots' processes are forked from this one: unless it holds gRPC channels, which a
+        fork breaks (Ray's driver with ``--cloud``, Optuna's gRPC storage proxy). Its database
+        connections are closed before a fork (``sweeps.storage``)."""
+        config = self._config
+        return config.ray_address is None and not is_proxy(config.storage)
 
     @property
     def worker(self) -> Worker:

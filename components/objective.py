@@ -47,6 +47,7 @@ class ObjectiveWork(TracerPythonScript):
         timeout: float | None = None,
         share: Share = UNMANAGED,
         remote: RemoteSlot | None = None,
+        fork: bool = False,
     ) -> None:
         # raise_exception=False: an error in the work must not stop the app (Lightning would, ~30 s later).
         super().__init__(script_path=launch.program, parallel=True, raise_exception=False)
@@ -61,6 +62,9 @@ class ObjectiveWork(TracerPythonScript):
         self._server: ForkServer | None = None  # forks the trials' children; started by the first trial
         self._remote = remote  # with --cloud: the slot's trials run on the cluster instead
         self._wandb: bool | None = None  # whether the program uses W&B; read by the first trial
+        # Lightning spawns a TracerPythonScript's process (it traces in its own), and a spawned
+        # process imports the app again: ~1 s at start. This work traces in the trial's child.
+        self._start_method = "fork" if fork else "spawn"
 
     # -- in the flow's process: the worker's slot --------------------------------------------------
 

@@ -34,7 +34,7 @@ from sweeps.pruners import PRUNERS, EarlyTerminate
 from sweeps.resources import DEFAULT_PARALLEL, Machine, Resources, Share, plan
 from sweeps.samplers import METHODS, check_method
 from sweeps.space import ParameterSpec, SearchSpace
-from sweeps.storage import POSTGRESQL, PROXY, SQLITE, proxy_address, redacted
+from sweeps.storage import POSTGRESQL, SQLITE, is_proxy, proxy_address, redacted
 
 #: Where the config comes from when ``SWEEP_CONFIG`` is not set: the bundled example.
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweep.yaml"
@@ -107,7 +107,7 @@ class SweepConfig(_Strict):
     @field_validator("storage")
     @classmethod
     def _known_storage(cls, url: str) -> str:
-        if url.startswith(PROXY):
+        if is_proxy(url):
             proxy_address(url)
         elif not url.startswith(SQLITE + POSTGRESQL):
             shown = redacted(url)

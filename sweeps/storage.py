@@ -9,6 +9,11 @@ claim left by a dead process never blocks the next start. PostgreSQL takes many 
 claimed: several workers share a sweep there (``sweeps.shared``), each with its own database
 connections, or, past a few dozen workers, through Optuna's gRPC storage proxy (``grpc://host:port``,
 ``sweeps.proxy``), which holds a bounded number of connections for all of them.
+
+A process that has a storage open may fork (Lightning's works start so): its idle database
+connections are closed first, so that no child holds a copy of one. A child closing its copy would
+end the parent's PostgreSQL session, or take the parent's SQLite WAL file for its own (SQLite's
+"do not carry an open connection across a fork"); the parent reopens them as it needs them.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import fcntl
 import os
 import urllib.parse
 import warnings
+import weakref
 
 import optuna
 import sqlalchemy
 from sqlalchemy import event
 
 _claims: dict[str, int] = {}  # lock file -> its descriptor, open for as long as this process: the claims
+_engines: weakref.WeakSet[sqlalchemy.Engine] = weakref.WeakSet()  # of the storages open in this process
 
 
 class StorageBusy(RuntimeError):
@@ -43,6 +50,10 @@ PROXY_TIMEOUT_SECONDS = 5.0
 
 def is_sqlite(url: str) -> bool:
     return url.startswith(SQLITE)
+
+
+def is_proxy(url: str) -> bool:
+    return url.startswith(PROXY)
 
 
 def is_shared(url: str) -> bool:
@@ -92,7 +103,7 @@ def _busy(url: str, holder: str) -> StorageBusy:
 
 def check_reachable(url: str) -> None:
     """Connect once to a PostgreSQL storage or proxy, so that a wrong host or password is one line at start-up."""
-    if url.startswith(PROXY):
+    if is_proxy(url):
         _open_proxy(url).close()
         return
     if not is_shared(url):
@@ -122,21 +133,31 @@ def open_storage(
     ``synchronous=NORMAL`` a commit survives the app being killed (only an OS crash can lose the
     last ones), and readers (the page) do not block the writer.
     """
-    if url.startswith(PROXY):
+    if is_proxy(url):
         return _open_proxy(url)
     if is_shared(url):
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 with_driver(url),
                 engine_kwargs={"pool_pre_ping": True},
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
             )
-    storage = optuna.storages.RDBStorage(url)
-    event.listen(storage.engine, "connect", _wal)
-    storage.engine.dispose()  # connections opened before the listener get it too
+    else:
+        storage = optuna.storages.RDBStorage(url)
+        event.listen(storage.engine, "connect", _wal)
+        storage.engine.dispose()  # connections opened before the listener get it too
+    _engines.add(storage.engine)
     return storage
+
+
+def _close_idle_connections() -> None:
+    for engine in list(_engines):
+        engine.dispose()
+
+
+os.register_at_fork(before=_close_idle_connections)
 
 
 def _open_proxy(url: str) -> optuna.storages.BaseStorage:

@@ -140,6 +140,35 @@ def processes_of(app: subprocess.Popen) -> list[psutil.Process]:
     return found
 
 
+def slot_processes(app_pid: int) -> list[psutil.Process]:
+    """The processes of the app's slots (its works) that have run a trial: those with a fork server."""
+
+    def is_fork_server(process: psutil.Process) -> bool:
+        try:
+            return "sweeps.forkserver" in " ".join(process.cmdline())
+        except psutil.Error:
+            return False
+
+    return [p for p in psutil.Process(app_pid).children() if any(map(is_fork_server, p.children()))]
+
+
+def running_trials(app: subprocess.Popen, slots: int, timeout: float = 60) -> list[tuple[str, psutil.Process]]:
+    """Once each of the app's ``slots`` runs a trial (a fork server, and its trial's child: a fork, with the
+    same command), the command line of every process of the app's, beside it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = []
+        for process in [psutil.Process(app.pid), *psutil.Process(app.pid).children(recursive=True)]:
+            try:
+                described.append((" ".join(process.cmdline()), process))
+            except psutil.Error:
+                continue
+        if sum("sweeps.forkserver" in command for command, _ in described) == 2 * slots:
+            return described
+        time.sleep(0.2)
+    raise AssertionError(f"{slots} trials were not running within {timeout} s")
+
+
 def ended_within(app: subprocess.Popen, seconds: float) -> list[psutil.Process]:
     """Wait up to ``seconds`` for every process of the app to end; those still alive then."""
     deadline = time.monotonic() + seconds

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from sweeps.record import REASON_ATTR, RETRY_OF_ATTR, WORK_LOST
 from sweeps.record import params as trial_params
 from tests.conftest import report_config
-from tests.harness import kill_group, run_headless, start_app
+from tests.harness import kill_group, run_headless, slot_processes, start_app
 
 pytestmark = pytest.mark.slow
 
@@ -154,8 +154,6 @@ def test_a_second_app_on_the_same_sqlite_file_says_so_and_exits(tmp_path, write_
 
 
 def test_a_work_killed_mid_trial_fails_its_trial_as_work_lost_and_a_fresh_work_takes_the_slot(tmp_path, write_config):
-    import psutil
-
     config = report_config(
         tmp_path,
         method="random",
@@ -170,7 +168,7 @@ def test_a_work_killed_mid_trial_fails_its_trial_as_work_lost_and_a_fresh_work_t
         while not list(logs.glob("*.log")) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # trials of 1.5 s: both works are mid-trial
-        works = [p for p in psutil.Process(app.pid).children() if "spawn_main" in command_of(p)]
+        works = slot_processes(app.pid)
         assert len(works) == 2
         works[0].kill()  # as the OOM killer would: the biggest process, without warning
         killed = time.time()
@@ -186,12 +184,3 @@ def test_a_work_killed_mid_trial_fails_its_trial_as_work_lost_and_a_fresh_work_t
     assert "(work lost)" in line
     noticed = lost[0].datetime_complete.timestamp() - killed
     assert noticed < 5, f"noticed {noticed:.1f} s after the kill"
-
-
-def command_of(proc) -> str:
-    import psutil
-
-    try:
-        return " ".join(proc.cmdline())
-    except psutil.Error:  # ended meanwhile
-        return ""

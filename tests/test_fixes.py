@@ -361,14 +361,13 @@ def test_neither_the_app_nor_its_works_load_pytorch(tmp_path, write_config):
     import psutil
 
     from tests.conftest import report_config
-    from tests.harness import kill_group, start_worker
+    from tests.harness import kill_group, running_trials, start_worker
 
-    def described(process: psutil.Process) -> tuple[str, bool]:
-        """Its command line, and whether PyTorch's library is mapped into it ("", False once it is gone)."""
+    def loads_torch(process: psutil.Process) -> bool:
         try:
-            return " ".join(process.cmdline()[:4]), any("libtorch" in m.path for m in process.memory_maps())
-        except psutil.Error:
-            return "", False
+            return any("libtorch" in m.path for m in process.memory_maps())
+        except psutil.Error:  # ended meanwhile
+            return False
 
     sleepy = {"x": {"min": 0, "max": 1}, "sleep": {"value": 5}}
     app = start_worker(
@@ -377,17 +376,10 @@ def test_neither_the_app_nor_its_works_load_pytorch(tmp_path, write_config):
         tmp_path / "app.log",
     )
     try:
-        deadline = time.monotonic() + 60
-        # Until both works run a trial: two fork servers, each with the trial's child (a fork: the same command).
-        while time.monotonic() < deadline:
-            processes = [described(p) for p in [psutil.Process(app.pid), *psutil.Process(app.pid).children(True)]]
-            if sum("sweeps.forkserver" in command for command, _ in processes) == 4:
-                break
-            time.sleep(0.2)
+        processes = running_trials(app, slots=2)
+        assert not [command for command, process in processes if loads_torch(process)], "PyTorch loaded"
     finally:
         kill_group(app)
-    assert sum("spawn_main" in command for command, _ in processes) == 2, processes
-    assert not [command for command, torch in processes if torch], "PyTorch loaded"
 
 
 def test_the_defects_read_as_one_line_each():

@@ -138,3 +138,28 @@ def test_a_cuda_out_of_memory_error_is_the_trials_reason(tmp_path):
     result = work.result_of(3)
     assert result.state == "FAIL"
     assert result.reason.startswith("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["sqlite", "proxy"])
+def test_the_slots_processes_are_forked_from_the_apps_unless_it_holds_grpc_channels(storage, tmp_path, request):
+    """A forked slot starts at once; a spawned one runs the app file again (~1 s each at start). Optuna's
+    gRPC storage proxy (as Ray's driver with --cloud) holds channels that a fork would break."""
+    import uuid
+
+    from tests.conftest import report_config
+    from tests.harness import kill_group, running_trials, start_worker, write_config
+
+    sleepy = {"x": {"min": 0, "max": 1}, "sleep": {"value": 5}}
+    config = report_config(tmp_path, method="random", run_cap=4, parameters=sleepy)
+    if storage == "proxy":
+        config.update(name=f"fork-{uuid.uuid4().hex[:8]}", storage=request.getfixturevalue("storage_proxy"))
+    app = start_worker(write_config(config, tmp_path / "sweep.yaml"), tmp_path, tmp_path / "app.log")
+    try:
+        processes = running_trials(app, slots=2)
+    finally:
+        kill_group(app)
+    app_command, *others = [command for command, _ in processes]
+    forked = sum(command == app_command for command in others)  # the works, and Lightning's API server
+    spawned = sum("spawn_main" in command for command in others)
+    assert (forked, spawned) == ((3, 0) if storage == "sqlite" else (1, 2)), processes

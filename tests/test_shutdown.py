@@ -60,7 +60,8 @@ def test_a_signal_ends_every_process_of_the_app_and_the_next_app_on_its_storage_
         method="random",
         run_cap=12,
         autostart=True,
-        parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 0.4}},
+        # 12 s of trials: still running once the page shows them (the works start at once)
+        parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 2}},
     )
     path = write_config(config)
     app, url = start_ui_app(path, tmp_path, out / "app.log")

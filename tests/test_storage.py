@@ -80,3 +80,38 @@ def test_the_claim_ends_with_the_process_that_made_it_not_with_its_forked_childr
     finally:
         holder.kill()
         child.kill()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_forked_child_holds_none_of_the_storages_connections_and_the_parent_goes_on(kind, tmp_path, request):
+    """Lightning forks the slots' processes from the flow's, which has the storage open: a child's copy
+    of a connection, closed in the child, would end the parent's PostgreSQL session or take its SQLite
+    WAL file."""
+    import json
+
+    import optuna
+    import psutil
+
+    from sweeps.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'sweep.db'}" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name=f"fork-{os.getpid()}-{tmp_path.name}")
+    study.tell(study.ask(), 1.0)  # the pool now holds an open connection
+
+    def held(process: psutil.Process) -> list[str]:
+        files = [f.path for f in process.open_files() if f.path.startswith(str(tmp_path))]
+        return files + [str(c.raddr) for c in process.connections("tcp") if c.raddr and c.raddr.port == 5432]
+
+    assert held(psutil.Process()) or kind == "sqlite"  # (SQLite's connection may be closed between uses)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it holds, and leave without cleaning up
+        os.write(write, json.dumps(held(psutil.Process())).encode())
+        os._exit(0)
+    os.close(write)
+    child_holds = json.loads(os.read(read, 65536))
+    os.waitpid(pid, 0)
+    assert child_holds == []
+    study.tell(study.ask(), 2.0)  # the parent reopens what it closed
+    assert [t.value for t in study.trials] == [1.0, 2.0]
