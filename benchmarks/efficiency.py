@@ -123,7 +123,7 @@ def sweeps_sampler(problem: Problem, seed: int) -> tuple[optuna.samplers.BaseSam
     from sweeps.samplers import make_sampler
 
     config = parse_config(raw, PROJECT)
-    return make_sampler(config.method, config.space, config.seed), config.space.sample
+    return make_sampler(config.sampler, config.space, config.seed), config.space.sample
 
 
 def optuna_sampler(method: str, seed: int) -> optuna.samplers.BaseSampler:

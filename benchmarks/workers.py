@@ -1,6 +1,7 @@
 """What sharing a sweep costs and brings: 1, 2 and 3 headless workers on one PostgreSQL sweep.
 
-    python benchmarks/workers.py [--trials 120] [--sleep 0.5] [--url postgresql://sweeps:sweeps@localhost/sweeps]
+    python benchmarks/workers.py [--trials 120] [--sleep 0.5] [--workers 1,2,3]
+                                 [--url postgresql://sweeps:sweeps@localhost/sweeps]
 
 Each worker runs ``parallel=2`` trials of a script that sleeps ``--sleep`` s and prints its metric.
 Printed per number of workers: the wall time from the first trial's start to the last trial's end,
@@ -9,11 +10,16 @@ each worker ran, and the gap from a trial's end to the next trial's start (p50/p
 lock, the storage reads, Lightning). On one 2-core machine more workers
 mean more processes on the same cores: the figure to read is that run_cap holds and that
 the per-trial cost stays flat, not the speed-up.
+
+Past 2,000 trials it also prints whether a sweep slows down as its storage fills (Optuna's RDB
+storage is known to: optuna/optuna#3048): the time per trial of the first and of the last 1,000
+trials to finish, and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime
 import os
 import re
@@ -85,17 +91,31 @@ def run(workers: int, trials: int, sleep: float, url: str, workdir: Path) -> Non
     logs_dir = workdir / name / "logs"
     ends = sorted(datetime.datetime.fromtimestamp((logs_dir / f"{t.number}.log").stat().st_mtime) for t in done)
     starts = sorted(t.datetime_start for t in done)[2 * workers :]  # every start after the first wave
-    gaps = [min((s - e).total_seconds() for e in ends if e <= s) * 1000 for s in starts if any(e <= s for e in ends)]
+    latest = [bisect.bisect_right(ends, s) for s in starts]  # how many ended by each start
+    gaps = [(s - ends[n - 1]).total_seconds() * 1000 for s, n in zip(starts, latest, strict=True) if n]
     print(
         f"{workers:>7} {wall:>8.1f} {finished / wall:>9.2f} {finished:>9} {str(per_worker):>16} "
         f"{statistics.median(gaps):>8.0f} {statistics.quantiles(gaps, n=20)[-1]:>8.0f}"
     )
+    if len(done) >= 2 * WINDOW:
+        completed = sorted(t.datetime_complete for t in done)
+        early, late = (_per_trial_ms(completed[:WINDOW]), _per_trial_ms(completed[-WINDOW:]))
+        print(f"{'':7} per trial: first {WINDOW} {early:.1f} ms, last {WINDOW} {late:.1f} ms ({late / early:.2f}x)")
+
+
+#: The trials whose pace is compared at the start and the end of a long sweep.
+WINDOW = 1000
+
+
+def _per_trial_ms(completed: list[datetime.datetime]) -> float:
+    return (completed[-1] - completed[0]).total_seconds() * 1000 / (len(completed) - 1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=120)
     parser.add_argument("--sleep", type=float, default=0.5)
+    parser.add_argument("--workers", default="1,2,3", help="numbers of workers, one run each")
     parser.add_argument(
         "--url", default=os.environ.get("SWEEPS_TEST_POSTGRES", "postgresql://sweeps:sweeps@localhost/sweeps")
     )
@@ -106,7 +126,7 @@ def main() -> None:
         f"{'gap p50':>8} {'gap p95':>8}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in (1, 2, 3):
+        for workers in map(int, args.workers.split(",")):
             run(workers, args.trials, args.sleep, args.url, Path(tmp))
 
 

@@ -34,8 +34,9 @@ class HiPlotFlow(LightningFlow):
         self.metrics = config.metric_names  # the objectives: none, one or several
         self.directions = config.directions
         self.run_cap = config.run_cap
+        method = config.method if config.sampler == config.method else f"{config.method} ({config.sampler})"
         self.description = (
-            f"{config.program.name} · method {config.method} · {objectives_text(config)} · "
+            f"{config.program.name} · method {method} · {objectives_text(config)} · "
             f"{at_once_text(config)} · {redacted(config.storage)}"
         )
         self.config = config_view(config)  # shown read-only

@@ -83,7 +83,7 @@ def run_sweep(objective: Objective, total: int = TOTAL_TRIALS, simultaneous: int
         base_dir=Path(__file__).parent,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=make_sampler(config.method, config.space, config.seed))
+    study = optuna.create_study(direction="minimize", sampler=make_sampler(config.sampler, config.space, config.seed))
     worker = Worker(Sweep(config, study), [ObjectiveWork(objective) for _ in range(simultaneous)])
     while not worker.status.over:  # what Lightning's loop does around HPOFlow.run
         worker.step(Request.RUN)

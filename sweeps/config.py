@@ -32,7 +32,7 @@ from sweeps.command import Launch
 from sweeps.errors import ConfigError
 from sweeps.pruners import PRUNERS, EarlyTerminate
 from sweeps.resources import DEFAULT_PARALLEL, Machine, Resources, Share, plan
-from sweeps.samplers import METHODS, check_method
+from sweeps.samplers import METHODS, check_method, resolve
 from sweeps.space import ParameterSpec, SearchSpace
 from sweeps.storage import POSTGRESQL, SQLITE, is_proxy, proxy_address, redacted
 
@@ -120,6 +120,12 @@ class SweepConfig(_Strict):
     @property
     def space(self) -> SearchSpace:
         return self._space
+
+    @property
+    def sampler(self) -> str:
+        """The method whose Optuna sampler runs the sweep: ``method``, with ``bayes`` resolved to ``gp`` or
+        ``tpe`` (``sweeps.samplers.resolve``)."""
+        return resolve(self.method, self.space, self.run_cap, len(self.objectives))
 
     @property
     def shares(self) -> list[Share]:

@@ -96,7 +96,7 @@ class Sweep:
             storage=open_storage(config.storage, config.heartbeat_interval, config.grace_period),
             study_name=config.name,
             directions=config.directions or ["minimize"],  # Optuna's study needs one, even without a metric
-            sampler=make_sampler(config.method, config.space, config.seed),
+            sampler=make_sampler(config.sampler, config.space, config.seed),
             pruner=config.early_terminate.build() if config.early_terminate else None,
             load_if_exists=True,
         )

@@ -68,3 +68,40 @@ def test_the_grid_runs_every_combination_once(tmp_path):
         asked.append((request.params["a"], request.params["b"]))
         sweep.tell(TrialResult(request.number, COMPLETE, value=1.0))
     assert sorted(asked) == [(a, b) for a in (1, 2) for b in "xyz"] and config.run_cap == 6
+
+
+NUMBERS = {
+    "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1},
+    "width": {"distribution": "int_uniform", "min": 16, "max": 256},
+    "dropout": {"distribution": "beta", "a": 2, "b": 5},
+    "epochs": {"value": 3},
+}
+TWO = [{"name": "loss", "goal": "minimize"}, {"name": "acc", "goal": "maximize"}]
+
+
+@pytest.mark.parametrize(
+    "overrides, sampler",
+    [
+        ({}, "gp"),  # numbers alone (a constant is no choice), one objective, a few hundred trials
+        ({"method": "tpe"}, "tpe"),  # named: as named
+        ({"parameters": MIXED_SPACE}, "tpe"),  # a choice among values
+        ({"parameters": {**NUMBERS, "act": {"values": ["relu", "gelu"], "if": {"epochs": [3]}}}}, "tpe"),
+        ({"run_cap": 501}, "tpe"),  # each proposal refits the process: slow past a few hundred trials
+        ({"parameters": {f"x{i}": {"min": 0.0, "max": 1.0} for i in range(21)}}, "tpe"),
+        ({"metric": None, "metrics": TWO}, "tpe"),
+    ],
+)
+def test_bayes_is_a_gaussian_process_on_a_small_space_of_numbers_and_tpe_elsewhere(tmp_path, overrides, sampler):
+    pytest.importorskip("torch")
+    raw = report_config(tmp_path, method="bayes", run_cap=300, parameters=NUMBERS, seed=1)
+    config = parse_config({**raw, **overrides}, base_dir=SCRIPTS)
+    assert config.sampler == sampler
+    study = Sweep.open(config).study
+    assert type(study.sampler) is SAMPLERS[sampler]
+
+
+def test_bayes_is_tpe_without_pytorch(tmp_path, monkeypatch):
+    config = parse_config(report_config(tmp_path, method="bayes", run_cap=30, parameters=NUMBERS), base_dir=SCRIPTS)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a))
+    assert config.sampler == "tpe"
