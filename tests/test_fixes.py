@@ -18,6 +18,8 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
 
 import deepdiff.delta
@@ -233,15 +235,18 @@ def test_a_page_whose_app_moved_off_7501_reads_the_state_from_where_the_app_is(m
     from lightning_app.frontend import stream_lit
 
     started = []
-    monkeypatch.setattr(stream_lit.subprocess, "Popen", lambda *args, **kwargs: started.append(kwargs["env"]))
+    monkeypatch.setattr(stream_lit.subprocess, "Popen", lambda command, **kw: started.append((command, kw["env"])))
     monkeypatch.setattr(constants, "APP_SERVER_PORT", 7642)
     monkeypatch.delenv("LIGHTNING_APP_STATE_URL", raising=False)
     frontend = stream_lit.StreamlitFrontend(render_fn=hiplot_page)
     frontend.flow = Root()
     streamlit_page.ORIGINAL["start_server"](frontend, "127.0.0.1", 8000)
     frontend.start_server("127.0.0.1", 8000)
-    assert [env.get("LIGHTNING_APP_STATE_URL") for env in started] == [None, "http://127.0.0.1:7642"]
+    assert [env.get("LIGHTNING_APP_STATE_URL") for _, env in started] == [None, "http://127.0.0.1:7642"]
     assert "LIGHTNING_APP_STATE_URL" not in __import__("os").environ, "only around the page's start"
+    (lightnings, _), (ours, _) = started
+    assert [Path(arg).name for arg in (lightnings[4], ours[4])] == ["streamlit_base.py", "page_main.py"]
+    assert lightnings[5:] == ours[5:], "the same server options"
 
 
 @pytest.fixture
@@ -357,11 +362,12 @@ def test_lightning_app_imported_after_the_components_leaves_pytorch_unimported()
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed here")
-def test_neither_the_app_nor_its_works_load_pytorch(tmp_path, write_config):
+def test_no_process_of_the_app_loads_pytorch(tmp_path, write_config):
+    """The app's, its works', their fork servers' and trials', and the page's (Streamlit's)."""
     import psutil
 
     from tests.conftest import report_config
-    from tests.harness import kill_group, running_trials, start_worker
+    from tests.harness import kill_group, running_trials, start_ui_app
 
     def loads_torch(process: psutil.Process) -> bool:
         try:
@@ -370,13 +376,14 @@ def test_neither_the_app_nor_its_works_load_pytorch(tmp_path, write_config):
             return False
 
     sleepy = {"x": {"min": 0, "max": 1}, "sleep": {"value": 5}}
-    app = start_worker(
-        write_config(report_config(tmp_path, method="random", run_cap=4, parameters=sleepy)),
-        tmp_path,
-        tmp_path / "app.log",
-    )
+    config = report_config(tmp_path, method="random", run_cap=4, autostart=True, parameters=sleepy)
+    app, _ = start_ui_app(write_config(config), tmp_path, tmp_path / "app.log")  # once the page answers
     try:
         processes = running_trials(app, slots=2)
+        (page,) = [process.cmdline() for command, process in processes if "streamlit run" in command]
+        option = dict(zip(page, page[1:], strict=False))
+        page_url = f"http://127.0.0.1:{option['--server.port']}/{option['--server.baseUrlPath']}"
+        urllib.request.urlopen(f"{page_url}/_stcore/script-health-check", timeout=60).close()  # after a run of it
         assert not [command for command, process in processes if loads_torch(process)], "PyTorch loaded"
     finally:
         kill_group(app)

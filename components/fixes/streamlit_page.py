@@ -6,14 +6,19 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import subprocess
+import sys
 import time
 from copy import deepcopy
+from pathlib import Path
 from typing import Any
 
 from lightning_app.core import constants
 from lightning_app.frontend import StreamlitFrontend
+from lightning_app.utilities.log import get_logfile
 from lightning_app.utilities.state import AppState
 
 from components.fixes import Fix
@@ -24,20 +29,27 @@ ORIGINAL = {"start_server": StreamlitFrontend.start_server, "request_state": App
 
 
 def _start_server(self: StreamlitFrontend, host: str, port: int) -> None:
-    """Lightning's ``start_server``, with ``LIGHTNING_APP_STATE_URL`` naming the app's actual port.
+    """Lightning's ``start_server`` (its command, environment and log files), with two changes.
 
-    The page reads the app's state from port 7501 unless that variable says otherwise, and
-    Lightning restores the environment after loading the app file (setting it there is undone),
-    so it is set only around the start of the Streamlit process.
+    - ``LIGHTNING_APP_STATE_URL`` names the app's actual port: the page reads the app's state from
+      port 7501 unless that variable says otherwise, and Lightning restores the environment after
+      loading the app file (setting it there is undone).
+    - Streamlit runs :mod:`components.fixes.page_main` rather than Lightning's ``streamlit_base.py``,
+      which imports lightning_app, and so PyTorch, before any fix can be applied.
     """
-    if constants.APP_SERVER_PORT == 7501 or "LIGHTNING_APP_STATE_URL" in os.environ:
-        ORIGINAL["start_server"](self, host, port)
-        return
-    os.environ["LIGHTNING_APP_STATE_URL"] = f"http://127.0.0.1:{constants.APP_SERVER_PORT}"
-    try:
-        ORIGINAL["start_server"](self, host, port)
-    finally:
-        del os.environ["LIGHTNING_APP_STATE_URL"]
+    env = {
+        **os.environ,
+        "LIGHTNING_FLOW_NAME": self.flow.name,
+        "LIGHTNING_RENDER_FUNCTION": self.render_fn.__name__,
+        "LIGHTNING_RENDER_MODULE_FILE": inspect.getmodule(self.render_fn).__file__,
+    }
+    if constants.APP_SERVER_PORT != 7501:
+        env.setdefault("LIGHTNING_APP_STATE_URL", f"http://127.0.0.1:{constants.APP_SERVER_PORT}")
+    command = [sys.executable, "-m", "streamlit", "run", str(Path(__file__).with_name("page_main.py"))]
+    command += ["--server.address", str(host), "--server.port", str(port), "--server.baseUrlPath", self.flow.name]
+    command += ["--server.headless", "true", "--server.enableXsrfProtection", "false"]  # (true on Lightning's cloud)
+    with open(get_logfile("error.log"), "wb") as stderr, open(get_logfile("output.log"), "wb") as stdout:
+        self._process = subprocess.Popen(command, env=env, stdout=stdout, stderr=stderr)
 
 
 def _page_follows_the_port() -> None:
@@ -107,7 +119,8 @@ def send_to_flow(flow_name: str, **values: Any) -> None:
 IN_APP = (
     Fix(
         *LIGHTNING_APP,
-        "a page whose app moved off port 7501 (taken by another program) reads its state from 7501",
+        "a page whose app moved off port 7501 (taken by another program) reads its state from 7501; the page's "
+        "process imports PyTorch where it is installed (~3 s and ~170 MB before the page's first run)",
         _page_follows_the_port,
     ),
 )
