@@ -140,16 +140,21 @@ def processes_of(app: subprocess.Popen) -> list[psutil.Process]:
     return found
 
 
+def command_of(process: psutil.Process) -> str:
+    """Its command line ("" once it has ended)."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def slot_processes(app_pid: int) -> list[psutil.Process]:
     """The processes of the app's slots (its works) that have run a trial: those with a fork server."""
-
-    def is_fork_server(process: psutil.Process) -> bool:
-        try:
-            return "sweeps.forkserver" in " ".join(process.cmdline())
-        except psutil.Error:
-            return False
-
-    return [p for p in psutil.Process(app_pid).children() if any(map(is_fork_server, p.children()))]
+    return [
+        p
+        for p in psutil.Process(app_pid).children()
+        if any("sweeps.forkserver" in command_of(child) for child in p.children())
+    ]
 
 
 def running_trials(app: subprocess.Popen, slots: int, timeout: float = 60) -> list[tuple[str, psutil.Process]]:
@@ -157,14 +162,10 @@ def running_trials(app: subprocess.Popen, slots: int, timeout: float = 60) -> li
     same command), the command line of every process of the app's, beside it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        described = []
-        for process in [psutil.Process(app.pid), *psutil.Process(app.pid).children(recursive=True)]:
-            try:
-                described.append((" ".join(process.cmdline()), process))
-            except psutil.Error:
-                continue
+        app_process = psutil.Process(app.pid)
+        described = [(command_of(p), p) for p in [app_process, *app_process.children(recursive=True)]]
         if sum("sweeps.forkserver" in command for command, _ in described) == 2 * slots:
-            return described
+            return [(command, p) for command, p in described if command]
         time.sleep(0.2)
     raise AssertionError(f"{slots} trials were not running within {timeout} s")
 
