@@ -9,10 +9,12 @@ with one line, before any of these can misbehave.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Collection, Sequence
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.study import StudyDirection
 from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
@@ -57,6 +59,29 @@ def create_trial(study: optuna.Study) -> optuna.Trial:
     """
     study._thread_local.cached_all_trials = None  # as ask() does: samplers read the trials afresh
     return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
+
+
+def trials_changed_since(
+    study: optuna.Study, mark: int, open_numbers: Collection[int]
+) -> tuple[list[FrozenTrial], int]:
+    """The study's trials, read afresh, that may have changed since the read that returned ``mark``
+    (0: none yet): those created since, by any worker, and those numbered in ``open_numbers`` (not
+    ended then). With the mark for the next read. Every other trial had ended, and never changes.
+
+    Optuna's cached storage fetches only such trials from the database, but ``study.get_trials``
+    then sorts and returns every trial: a pass over all of them on each read, which grows with the
+    sweep. A trial the cache has not held before is added at the end of its dict, by its first read
+    or by its creation here. Without that cache (the gRPC proxy's client): every trial, mark 0.
+    """
+    cache = study._storage
+    if not isinstance(cache, _CachedStorage):
+        return study.get_trials(deepcopy=False), 0
+    cache._read_trials_from_remote_storage(study._study_id)
+    with cache._lock:
+        held = cache._studies[study._study_id].trials
+        new = list(itertools.islice(reversed(held.values()), len(held) - mark))
+        changed = {t.number: t for t in new} | {n: held[n] for n in open_numbers if n in held}
+        return sorted(changed.values(), key=lambda t: t.number), len(held)
 
 
 def stored_trial(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:

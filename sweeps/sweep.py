@@ -71,6 +71,7 @@ class Sweep:
         self._heartbeats = Heartbeats(study, interval)  # records nothing unless the storage is shared
         self._grace = config.grace_period or 2 * config.heartbeat_interval  # as open_storage gives Optuna
         self._lost = LostTrials(study, self._grace)
+        self._read_mark = 0  # what the trials last read were, to read only those that may have changed since
         self._synced = self._checked_lost = 0.0  # when the storage was last read, and searched for lost trials
         self._controlled = 0.0  # when Run/Stop was last read
         self._waits = 0  # reads in a row that found no room
@@ -151,11 +152,8 @@ class Sweep:
     # -- reading the storage -------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Read every stored trial; on a shared storage, also Run/Stop, and fail lost workers' trials.
-
-        Optuna's cached storage fetches only the trials that are new or were unfinished, so this
-        costs one query plus a pass over the trials in memory.
-        """
+        """Read the stored trials (those that may have changed); on a shared storage, also Run/Stop,
+        and fail lost workers' trials. One query, for the trials that are new or were not ended."""
         now = time.monotonic()
         self._synced = self._controlled = now
         self._read_trials()  # first: through the proxy, the heartbeats just read say which trials are lost
@@ -173,7 +171,11 @@ class Sweep:
             self.control.read(self.study.user_attrs)
 
     def _read_trials(self) -> None:
-        trials = self.study.get_trials(deepcopy=False)
+        """Take the stored trials that may have changed since the last read: new ones and those not
+        ended then (every running trial among them), so that a read costs the same at 20,000 trials."""
+        trials, self._read_mark = optuna_internals.trials_changed_since(
+            self.study, self._read_mark, self.tally.open_numbers
+        )
         self.tally.update(trials)
         if self.shared:
             self._lost.watch(trials)

@@ -57,6 +57,11 @@ class Tally:
                 changed = True
         return changed
 
+    @property
+    def open_numbers(self) -> list[int]:
+        """The trials not ended when last seen (RUNNING, WAITING): the only ones seen that may change."""
+        return list(self._open)
+
     def count(self, state: TrialState) -> int:
         if state.is_finished():
             return self._ended[state]

@@ -19,6 +19,7 @@ import textwrap
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -316,6 +317,27 @@ def test_a_click_reaches_the_flow_whichever_page_state_was_fetched_last(state_se
     assert delta["delta"]["values_changed"] == {
         "root['flows']['hiplot']['vars']['request']": {"new_value": "run", "old_value": ""}
     }
+
+
+def test_a_widget_changed_while_a_fragments_timer_fires_reruns_the_whole_page(monkeypatch):
+    from streamlit.proto.WidgetStates_pb2 import WidgetStates
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
+
+    def run_after_the_running_one(rerun: Callable[[ScriptRequests, RerunData], bool]) -> RerunData:
+        monkeypatch.setattr(ScriptRequests, "request_rerun", rerun)
+        requests = ScriptRequests()  # the page's run in progress
+        chosen = WidgetStates()
+        chosen.widgets.add(id="sweep", string_value="earlier")
+        assert requests.request_rerun(RerunData(widget_states=chosen))  # the sweep chooser: the whole page
+        assert requests.request_rerun(RerunData(fragment_id="status", is_auto_rerun=True))  # the live status' timer
+        return requests.on_scriptrunner_ready().rerun_data
+
+    streamlit_page.IN_PAGE[2].patch()
+    unpatched = run_after_the_running_one(streamlit_page.ORIGINAL["request_rerun"])
+    assert unpatched.fragment_id_queue == ["status"], "unpatched: the status alone runs, the page ignores the choice"
+    run = run_after_the_running_one(streamlit_page._request_rerun)
+    assert run.fragment_id_queue == [] and not run.is_fragment_scoped_rerun, "the whole page runs"
+    assert [(w.id, w.string_value) for w in run.widget_states.widgets] == [("sweep", "earlier")]
 
 
 def hiplot_page():

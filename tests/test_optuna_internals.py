@@ -45,3 +45,42 @@ def test_a_lost_trial_is_failed_with_its_reason_once(study):
 def test_sqlite_takes_no_heartbeats_and_is_its_own_database(study):
     assert optuna_internals.heartbeat_interval(study) is None and optuna_internals.stale_trial_ids(study) == []
     assert optuna_internals.rdb(study).engine.dialect.name == "sqlite"
+
+
+def test_a_read_returns_the_trials_changed_since_the_last_one_and_a_tally_of_them_matches_a_full_read(tmp_path):
+    """Two workers on one storage: this one reads incrementally, the other creates, tells and queues."""
+    import random
+
+    from sweeps.tally import Tally
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    ours = optuna.create_study(storage=open_storage(url), study_name="s")
+    theirs = optuna.load_study(storage=url, study_name="s")  # another process's cache
+    tally, mark, rng, running = Tally(["minimize"]), 0, random.Random(7), []
+
+    def tally_of_every_trial() -> Tally:
+        full = Tally(["minimize"])
+        full.update(optuna.load_study(storage=url, study_name="s").get_trials(deepcopy=False))
+        return full
+
+    for step in range(300):
+        action = rng.random()
+        if action < 0.4:
+            running.append(rng.choice([ours, theirs]).ask())
+        elif action < 0.8 and running:
+            trial = running.pop(rng.randrange(len(running)))
+            state = rng.choice([TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL])
+            value = rng.random() if state == TrialState.COMPLETE else None
+            trial.study.tell(trial, value, state=state)
+        elif action < 0.85:
+            theirs.enqueue_trial({})
+        else:
+            trials, mark = optuna_internals.trials_changed_since(ours, mark, tally.open_numbers)
+            tally.update(trials)
+            full = tally_of_every_trial()
+            assert (tally.counts(), tally.trials_seen) == (full.counts(), full.trials_seen), step
+            assert tally.best is full.best or tally.best.number == full.best.number
+
+    ended = tally.ended
+    trials, _ = optuna_internals.trials_changed_since(ours, mark, tally.open_numbers)
+    assert ended > 50 and sorted(t.number for t in trials) == sorted(tally.open_numbers), "nothing new: the open ones"

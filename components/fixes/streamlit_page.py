@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from copy import deepcopy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from lightning_app.utilities.state import AppState
 from components.fixes import Fix
 
 LIGHTNING_APP = "lightning-app", "2.3.2"
+STREAMLIT = "streamlit", "1.56.0"
 
+#: What the fixes replace; Streamlit's (imported by the page's process alone) once patched.
 ORIGINAL = {"start_server": StreamlitFrontend.start_server, "request_state": AppState._request_state}
 
 
@@ -88,6 +91,37 @@ def _fetch_without_sleep() -> None:
     AppState._request_state = _request_state
 
 
+def _request_rerun(self: Any, new_data: Any) -> bool:
+    """``ScriptRequests.request_rerun``, where a fragment's rerun joins a pending rerun of the whole page.
+
+    Streamlit 1.56 coalesces a fragment's request (its timer: the page's live parts poll every
+    second) into a pending whole-page request (a widget changed, such as the sweep chooser) by
+    turning the latter into a run of that fragment alone: the widget's new value is stored, but
+    nothing outside the fragment is drawn again until some later whole-page run. The whole page
+    runs every fragment anyway. (Streamlit's newer code coalesces this way itself.)
+
+    The pending request is read without the lock that the original takes (it is not reentrant).
+    The browser's requests arrive on one thread, so only a request from the page's own script
+    (``st.rerun``) can come in between: had the pending run been taken meanwhile, the fragment's
+    request becomes a whole-page run of its own, which costs a run and loses nothing.
+    """
+    from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
+
+    pending = self._rerun_data if self._state == ScriptRequestType.RERUN else None
+    if pending is not None and not pending.fragment_id_queue and (new_data.fragment_id or new_data.fragment_id_queue):
+        new_data = replace(
+            new_data, fragment_id=None, fragment_id_queue=[], is_fragment_scoped_rerun=False, is_auto_rerun=False
+        )
+    return ORIGINAL["request_rerun"](self, new_data)
+
+
+def _whole_page_reruns_stay_whole() -> None:
+    from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequests
+
+    ORIGINAL.setdefault("request_rerun", ScriptRequests.request_rerun)
+    ScriptRequests.request_rerun = _request_rerun
+
+
 def send_to_flow(flow_name: str, **values: Any) -> None:
     """Set variables of a flow's state from the page, as ``setattr`` on its ``AppState`` would.
 
@@ -130,5 +164,10 @@ IN_PAGE = (
     Fix(
         *LIGHTNING_APP,
         "a change set through any but the newest AppState of the page's process is sent as no change: send_to_flow",
+    ),
+    Fix(
+        *STREAMLIT,
+        "a widget changed while a fragment's timer fires runs that fragment alone: the page does not follow the change",
+        _whole_page_reruns_stay_whole,
     ),
 )
