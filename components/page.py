@@ -589,11 +589,12 @@ def _trial_view(page: _Page, picked: int | None) -> None:
     st.markdown(f"**Log** (last lines of `{log_file}`)")
     st.code(log_tail(log_file) or "(empty)", language=None)
     if log_file.exists():
-        st.download_button(
+        st.download_button(  # read when clicked: as bytes, each run of the page would store (and send) it again
             "Whole log",
-            data=log_file.read_bytes(),
+            data=log_file.read_bytes,
             file_name=log_file.name,
             mime="text/plain",
+            on_click="ignore",
             key=f"{page.key}trial_log",
         )
 

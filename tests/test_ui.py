@@ -203,7 +203,8 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
         method="random",
         run_cap=16,
         autostart=True,
-        parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 0.8}},
+        # 1 s a trial at 2 at once: 7 s or more of trials still ending after the brush, however slow the browser
+        parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 2.0}},
     )
     proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
     try:
