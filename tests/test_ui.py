@@ -424,8 +424,12 @@ def test_a_trial_view_and_the_learning_curves_with_a_pruned_trial(tmp_path, writ
         last_epoch = max(int(e) for e in re.findall(r"epoch=(\d+)", log))
         assert last_epoch < 12 and f"epoch={last_epoch} loss=" in log, "its log's tail: it stopped early"
         assert view.locator(".vega-embed svg .mark-line.role-mark path").count() == 1, "its curve"
-        view.get_by_role("button", name="Whole log").wait_for(timeout=10_000)
         page.screenshot(path=out / "trial-view.png")
+        with page.expect_download(timeout=30_000) as download:
+            view.get_by_role("button", name="Whole log").click()  # read when clicked
+        whole = Path(download.value.path()).read_text()
+        assert whole.rstrip().endswith(log.rstrip().splitlines()[-1]), "the log, to its end"
+        assert set(re.findall(r"epoch=(\d+)", log)) <= set(re.findall(r"epoch=(\d+)", whole))
     finally:
         kill_group(proc)
 
