@@ -16,11 +16,12 @@ from typing import Any, Protocol
 
 from optuna.trial import FrozenTrial
 
-from sweeps import console
+from sweeps import console, optuna_internals
 from sweeps.control import Request, Status
 from sweeps.export import Exports
 from sweeps.resources import Share
 from sweeps.result import TrialResult
+from sweeps.storage import write_back
 from sweeps.sweep import Sweep, TrialRequest
 
 
@@ -120,6 +121,7 @@ class Worker:
         sweep = self.sweep
         if self.exports is not None:
             self.exports.write(sweep.study.get_trials(deepcopy=False))
+        write_back(optuna_internals.storage(sweep.study))
         status = Status.GAVE_UP if sweep.gave_up else Status.STOPPED if sweep.stopped else Status.FINISHED
         self._set(status)
         self._say(console.ended_line(sweep, status))

@@ -115,3 +115,29 @@ def test_a_forked_child_holds_none_of_the_storages_connections_and_the_parent_go
     assert child_holds == []
     study.tell(study.ask(), 2.0)  # the parent reopens what it closed
     assert [t.value for t in study.trials] == [1.0, 2.0]
+
+
+def test_write_back_leaves_every_trial_in_the_sqlite_file_itself(tmp_path):
+    import shutil
+
+    import optuna
+
+    from sweeps.storage import open_storage, write_back
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=5)
+
+    def trials_in_a_copy_of_the_file_alone() -> int:
+        copy = tmp_path / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        copy.mkdir()
+        shutil.copy(tmp_path / "sweeps.db", copy / "sweeps.db")
+        summaries = optuna.get_all_study_summaries(f"sqlite:///{copy / 'sweeps.db'}")
+        return sum(summary.n_trials for summary in summaries)
+
+    assert trials_in_a_copy_of_the_file_alone() == 0, "without it: every trial is in sweeps.db-wal"
+    write_back(storage)
+    assert trials_in_a_copy_of_the_file_alone() == 5
+    assert len(study.trials) == 5, "the storage goes on"
