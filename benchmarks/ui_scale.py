@@ -1,6 +1,6 @@
 """The sweep's page on 10,000 finished trials: how long until the plot is drawn, and what it costs.
 
-    python benchmarks/ui_scale.py [--trials 10000] [--idle 10]
+    python benchmarks/ui_scale.py [--trials 10000] [--idle 10] [--reloads 3]
 
 Writes a storage of finished trials with Optuna directly, in the shape Sweeps writes them (the
 bundled example's search space, its sampler's distributions; 3 % FAIL with a reason, 5 % PRUNED),
@@ -9,9 +9,10 @@ headless Chromium, and prints:
 
 - the time from opening /view until HiPlot shows "Selected: N/N" and until its canvas stops
   changing (every line drawn): on a first visit as soon as the page answers (the page's server is
-  still importing its modules and reading every trial, see ``_warm_up`` in
-  ``components/hiplot_flow.py``) and on a reload (a new session on the warmed-up server, as for
-  anyone who opens the page a few seconds after the app started);
+  still importing its modules and reading every trial, see ``PageFrontend`` in
+  ``components/hiplot_flow.py``) and on reloads (a new session on the warmed-up server, as for
+  anyone who opens the page a few seconds after the app started). ``--trials 100`` gives what the
+  page costs whatever the sweep's size (Lightning's page, Streamlit, HiPlot);
 - the JS heap of each of the page's frames (``performance.memory.usedJSHeapSize``: /view,
   Streamlit's page, HiPlot's component) and the RSS of Chromium's renderer processes;
 - the bytes the page's server sent while the page sat idle for ``--idle`` seconds (it polls the
@@ -25,6 +26,7 @@ import datetime as dt
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -157,6 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--idle", type=float, default=10.0)
+    parser.add_argument("--reloads", type=int, default=3, help="visits on the warmed-up server (noisy: the median)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -167,24 +170,28 @@ def main() -> None:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                visits = (
+                visits = [
                     "first visit, as soon as the page answers (its server still warming up)",
-                    "reload: a new session on the warmed-up page server",
-                )
+                    *[f"reload {n + 1}: a new session on the warmed-up page server" for n in range(args.reloads)],
+                ]
+                reloads = []
                 for visit in visits:
                     opened = time.perf_counter()
                     page.goto(url) if visit.startswith("first") else page.reload()
                     selected, drawn = wait_until_drawn(page, args.trials, opened)
+                    if visit.startswith("reload"):
+                        reloads.append(drawn)
                     print(
                         f"{visit}: 'Selected: {args.trials}/{args.trials}' after {selected:.2f} s; "
                         f"plot drawn (its canvas unchanged for 1 s) after {drawn:.2f} s"
                     )
+                print(f"reloads: median {statistics.median(reloads):.2f} s to the drawn plot")
                 (PROJECT / "test-output").mkdir(exist_ok=True)
                 page.screenshot(path=PROJECT / "test-output" / "ui-scale.png", full_page=True)
                 sweep_page = page.frame_locator("iframe").first
                 for tab in ("Trials", "Optimisation history", "Parameter importance"):
                     sweep_page.get_by_role("tab", name=tab).click()
-                    time.sleep(1.5)
+                    time.sleep(4)  # the click reruns the page, which builds that tab alone
                     page.screenshot(
                         path=PROJECT / "test-output" / f"ui-scale-{tab.split()[0].lower()}.png", full_page=True
                     )

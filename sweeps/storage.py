@@ -29,6 +29,8 @@ import optuna
 import sqlalchemy
 from sqlalchemy import event
 
+from sweeps import optuna_internals
+
 _claims: dict[str, int] = {}  # lock file -> its descriptor, open for as long as this process: the claims
 _engines: weakref.WeakSet[sqlalchemy.Engine] = weakref.WeakSet()  # of the storages open in this process
 
@@ -138,14 +140,14 @@ def open_storage(
     if is_shared(url):
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
+            storage = optuna_internals.BulkReadRDBStorage(
                 with_driver(url),
                 engine_kwargs={"pool_pre_ping": True},
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
             )
     else:
-        storage = optuna.storages.RDBStorage(url)
+        storage = optuna_internals.BulkReadRDBStorage(url)
         event.listen(storage.engine, "connect", _wal)
         storage.engine.dispose()  # connections opened before the listener get it too
     _engines.add(storage.engine)

@@ -84,3 +84,68 @@ def test_a_read_returns_the_trials_changed_since_the_last_one_and_a_tally_of_the
     ended = tally.ended
     trials, _ = optuna_internals.trials_changed_since(ours, mark, tally.open_numbers)
     assert ended > 50 and sorted(t.number for t in trials) == sorted(tally.open_numbers), "nothing new: the open ones"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_bulk_read_builds_the_trials_optunas_own_read_builds(backend, tmp_path, request):
+    """Every kind of parameter, value, attribute and state, two studies in one database (trial ids are not
+    numbers), and each way Optuna's cache asks: all trials, by state, and new plus still-open ones."""
+    import math
+
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    url, name = (
+        (f"sqlite:///{tmp_path / 's.db'}", "bulk") if backend == "sqlite" else request.getfixturevalue("shared_storage")
+    )
+    storage = open_storage(url)
+    assert type(storage) is optuna_internals.BulkReadRDBStorage
+    other = optuna.create_study(storage=storage, study_name=f"{name}-other")
+    study = optuna.create_study(
+        storage=storage, study_name=name, directions=["minimize", "maximize"], sampler=optuna.samplers.RandomSampler(0)
+    )
+    space = {
+        "lr": FloatDistribution(1e-5, 1.0, log=True),
+        "dropout": FloatDistribution(0.0, 0.5, step=0.1),
+        "layers": IntDistribution(1, 8),
+        "width": IntDistribution(16, 1024, log=True),
+        "act": CategoricalDistribution(["relu", None, 3, 2.5, True]),
+    }
+    values = [(0.5, 1.0), (math.inf, -math.inf), (-math.inf, 2.0)]
+    for n in range(30):
+        other.enqueue_trial({"x": n}) if n % 7 == 0 else other.ask({"x": FloatDistribution(0, 1)})
+        trial = study.ask({k: d for i, (k, d) in enumerate(space.items()) if (n + i) % 4})  # params vary per trial
+        trial.set_user_attr("metrics", {"acc": n / 30, "tags": ["a", n]})
+        storage.set_trial_system_attr(trial._trial_id, "fixed_params", {"n": n})
+        for step in range(n % 4):  # (Trial.report refuses several objectives; Sweeps reports the first)
+            storage.set_trial_intermediate_value(trial._trial_id, step, [0.1, math.nan, math.inf, -math.inf][step])
+        kind = n % 5
+        if kind in (0, 1):
+            study.tell(trial, values[n % 3])
+        elif kind == 2:
+            study.tell(trial, state=TrialState.FAIL)
+        elif kind == 3:
+            study.tell(trial, state=TrialState.PRUNED)
+    study.enqueue_trial({"layers": 3})  # WAITING
+
+    plain = optuna.storages.RDBStorage(url)  # Optuna's own read
+    request.addfinalizer(plain.engine.dispose)  # (a later test forks: no connection of this one may be left)
+    study_id = plain.get_study_id_from_name(name)
+    ids = sorted(t._trial_id for t in study.get_trials(deepcopy=False))
+    asks = [
+        (None, set(), -1),
+        ((TrialState.RUNNING, TrialState.WAITING), set(), -1),
+        ((TrialState.COMPLETE,), set(), -1),
+        (None, set(ids[3:12:2]), ids[15]),  # what the cache asks: the trials after one, and the open ones before
+        (None, set(), ids[-3]),
+    ]
+
+    def as_read(trials):  # every field, in order (repr: a NaN intermediate value equals itself)
+        return [repr(vars(t)) for t in trials]
+
+    for ask in asks:
+        expected = plain._get_trials(study_id, *ask)
+        assert expected, ask
+        assert as_read(storage._get_trials(study_id, *ask)) == as_read(expected), ask
+    assert {t.state for t in storage._get_trials(study_id, None, set(), -1)} == set(TrialState)
+    with pytest.raises(KeyError):
+        storage._get_trials(study_id + 1000, None, set(), -1)
