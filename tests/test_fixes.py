@@ -383,6 +383,28 @@ def test_lightning_app_imported_after_the_components_leaves_pytorch_unimported()
 
 
 @pytest.mark.slow
+def test_the_cloud_clients_modules_load_only_when_one_of_their_names_is_used():
+    """lightning-app's modules import names of Lightning's cloud client; only the names' modules load, and each
+    name, once used, is what the client's own ``__init__`` gives it."""
+
+    def run(first: str, code: str) -> str:
+        code = f"import sys, importlib; import {first}; import lightning_app.runners.cloud; {code}"
+        done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
+        return done.stdout
+
+    count = "print(sum(m.startswith('lightning_cloud.openapi.') for m in sys.modules))"
+    assert int(run("lightning_app", count)) > 500, "the defect: every module of the client"
+    assert int(run("components", count)) < 100  # those whose names lightning-app uses at import
+    names = (
+        f"packages = [importlib.import_module(p) for p in {lean_imports.CLOUD_CLIENT!r}]; "
+        "print(sorted((p.__name__, n, v.__module__, v.__qualname__) for p in packages "
+        "for n in getattr(p, '__all__', None) or [n for n, v in vars(p).items() if isinstance(v, type)] "
+        "for v in [getattr(p, n)]))"
+    )
+    eager, lazy = run("lightning_app", names), run("components", names)
+    assert lazy == eager and eager.count("lightning_cloud.openapi.models") > 1000
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed here")
 def test_no_process_of_the_app_loads_pytorch(tmp_path, write_config):
     """The app's, its works', their fork servers' and trials', and the page's (Streamlit's)."""

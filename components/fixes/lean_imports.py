@@ -1,23 +1,33 @@
-"""lightning-app 2.3.2 imports PyTorch into every app process, where PyTorch is installed, for nothing.
+"""What lightning-app 2.3.2 imports into every app process for nothing: PyTorch, and a cloud client.
 
-``lightning_app/__init__`` imports its model-serving components, and their ``types/image.py`` does
-``from torch import Tensor`` whenever torch is installed, for a type annotation. Every process of a
-Sweeps app imports lightning_app (the CLI and its flow, each work, the page's), so where PyTorch is
-installed (every PyTorch Lightning user's environment) each of them pays PyTorch's import: about a
-second of CPU and ~300 MB, before the first trial can start. Sweeps serves no model; its trials run
-in processes of their own (``sweeps.forkserver``), which import torch when the script does.
+Every process of a Sweeps app imports lightning_app (the CLI and its flow, each work, the page's),
+so whatever it imports delays the first trial and the page.
 
-The fix tells lightning-app that torch and torchvision are absent: its ``utilities.imports`` module
-is loaded as it is, then its two checks answer False. It must be in place before lightning_app is
-first imported in the process, so ``components`` applies it first; the ``lightning`` command
-imports ``components`` before lightning_app, and so do the works' processes (they start from it).
-Started through ``lightning_app run app`` instead, the CLI has imported torch already.
+- ``lightning_app/__init__`` imports its model-serving components, and their ``types/image.py``
+  does ``from torch import Tensor`` whenever torch is installed, for a type annotation: about a
+  second of CPU and ~300 MB in each process where PyTorch is installed (every PyTorch Lightning
+  user's environment). Sweeps serves no model; its trials run in processes of their own
+  (``sweeps.forkserver``), which import torch when the script does. The fix tells lightning-app
+  that torch and torchvision are absent: its ``utilities.imports`` module is loaded as it is,
+  then its two checks answer False.
+- lightning-app's modules import names from ``lightning_cloud.openapi`` (Lightning's cloud, shut
+  down) at their top, and that package's ``__init__`` (and its ``api`` and ``models``) imports
+  every one of its ~600 modules: ~0.3 s. The fix loads those three packages' ``__init__`` lazily:
+  each is nothing but ``from <module> import <name> [as <alias>]`` lines, and a name's module is
+  imported when the name is first used (never, for a local app).
+
+Both must be in place before lightning_app is first imported in the process, so ``components``
+applies them first; the ``lightning`` command imports ``components`` before lightning_app, and so
+do the works' processes (they start from it). Started through ``lightning_app run app`` instead,
+the CLI has imported both already.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
+import re
 import sys
 from types import ModuleType
 from typing import Any
@@ -56,21 +66,70 @@ class _Loader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
+#: The packages whose ``__init__`` imports every module of the cloud client.
+CLOUD_CLIENT = ("lightning_cloud.openapi", "lightning_cloud.openapi.api", "lightning_cloud.openapi.models")
+#: The only statement such an ``__init__`` holds (besides its docstring and comments).
+_NAME_FROM = re.compile(r"^from ([\w.]+) import (\w+)(?: as (\w+))?\s*$", re.MULTILINE)
+
+
+class _LazyInit(importlib.abc.Loader):
+    """Loads a package of ``from <module> import <name>`` lines so that each name is imported when used."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        source = self._loader.get_source(module.__name__)
+        lines = _NAME_FROM.findall(source)
+        names = {alias or name: (origin, name) for origin, name, alias in lines if origin != "__future__"}
+
+        def __getattr__(name: str) -> Any:
+            if name not in names:
+                raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+            origin, original = names[name]
+            value = getattr(importlib.import_module(origin), original)
+            setattr(module, name, value)
+            return value
+
+        module.__getattr__ = __getattr__
+        module.__all__ = list(names)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
 class _Finder(importlib.abc.MetaPathFinder):
+    """Finds ``modules`` as Python does, and has ``wrapper`` load them."""
+
+    def __init__(self, modules: tuple[str, ...], wrapper: type[importlib.abc.Loader]) -> None:
+        self.modules, self.wrapper = modules, wrapper
+
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if name != IMPORTS_MODULE:
+        if name not in self.modules:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is not None and spec.loader is not None:
-            spec.loader = _Loader(spec.loader)
+            spec.loader = self.wrapper(spec.loader)
         return spec
 
 
-def _patch() -> None:
+def _install(finder: _Finder) -> None:
+    if not any(isinstance(f, _Finder) and f.modules == finder.modules for f in sys.meta_path):
+        sys.meta_path.insert(0, finder)
+
+
+def _without_torch() -> None:
     if IMPORTS_MODULE in sys.modules:  # imported already (its importer imported torch, if it could)
         _hide_torch(sys.modules[IMPORTS_MODULE])
-    elif not any(isinstance(finder, _Finder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _Finder())
+    else:
+        _install(_Finder((IMPORTS_MODULE,), _Loader))
+
+
+def _lazy_cloud_client() -> None:
+    _install(_Finder(CLOUD_CLIENT, _LazyInit))
 
 
 FIXES = (
@@ -78,6 +137,13 @@ FIXES = (
         "lightning-app",
         "2.3.2",
         "every app process imports PyTorch where it is installed (a serving type's annotation): ~1 s and ~300 MB each",
-        _patch,
+        _without_torch,
+    ),
+    # lightning-app 2.3.2 requires exactly this release.
+    Fix(
+        "lightning-cloud",
+        "0.5.70",
+        "every app process imports the ~600 modules of Lightning's cloud client, for names it never uses: ~0.3 s each",
+        _lazy_cloud_client,
     ),
 )
