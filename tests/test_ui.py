@@ -61,9 +61,15 @@ def test_run_to_the_end_then_read_best_trial_failure_reason_and_download_the_csv
         csv_text = Path(download.value.path()).read_text()
         assert download.value.suggested_filename == "trials.csv"
 
+        charts = sweep_page.get_by_test_id("stVegaLiteChart")
+        assert charts.count() <= 1, "only the open tab is built (Trials: at most the chosen trial's curve)"
         sweep_page.get_by_role("tab", name="Optimisation history").click()
+        sweep_page.get_by_text("Dots: each COMPLETE trial's value").wait_for(timeout=30_000)
+        assert charts.count() == 1, "the history's chart alone: the Trials tab is no longer built"
         time.sleep(1.5)
         page.screenshot(path=out / "history.png", full_page=True)
+        sweep_page.get_by_text("Config (read-only)").click()  # its YAML is built when opened
+        sweep_page.locator("pre", has_text=f"name: {config['name']}").wait_for(timeout=30_000)
     finally:
         kill_group(proc)
 
