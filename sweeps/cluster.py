@@ -152,15 +152,16 @@ def check(address: str, env: dict[str, Any], resources: Resources | None, parall
         ray.shutdown()
     need = _actor_resources(resources)
     room = sum(min(int(node.get(key, 0) // amount) for key, amount in need.items()) for node in nodes)
+    counted = f"{len(nodes)} node{'s' * (len(nodes) != 1)}"
     if room < parallel:
         wanted = ", ".join(f"{key} {amount:g}" for key, amount in need.items())
         raise ClusterUnavailable(
             f"parallel: {parallel} trials at once, each with {wanted} (resources: in the config), but the "
-            f"{len(nodes)} nodes of the Ray cluster at {address} have room for {room}: at most parallel: {room}"
+            f"{counted} of the Ray cluster at {address} have room for {room}: at most parallel: {room}"
         )
     cpus = sum(node.get("CPU", 0) for node in nodes)
     gpus = sum(node.get("GPU", 0) for node in nodes)
-    return f"Ray cluster at {address}: {len(nodes)} nodes, {cpus:g} CPUs, {gpus:g} GPUs"
+    return f"Ray cluster at {address}: {counted}, {cpus:g} CPUs, {gpus:g} GPUs"
 
 
 def _actor_resources(resources: Resources | None) -> dict[str, float]:

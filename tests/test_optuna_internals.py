@@ -112,7 +112,7 @@ def test_the_bulk_read_builds_the_trials_optunas_own_read_builds(backend, tmp_pa
     }
     values = [(0.5, 1.0), (math.inf, -math.inf), (-math.inf, 2.0)]
     for n in range(30):
-        other.enqueue_trial({"x": n}) if n % 7 == 0 else other.ask({"x": FloatDistribution(0, 1)})
+        other.enqueue_trial({"x": n / 30}) if n % 7 == 0 else other.ask({"x": FloatDistribution(0, 1)})
         trial = study.ask({k: d for i, (k, d) in enumerate(space.items()) if (n + i) % 4})  # params vary per trial
         trial.set_user_attr("metrics", {"acc": n / 30, "tags": ["a", n]})
         storage.set_trial_system_attr(trial._trial_id, "fixed_params", {"n": n})
