@@ -49,8 +49,8 @@ def _hide_torch(module: ModuleType) -> None:
         setattr(module, check, _absent)
 
 
-class _Loader(importlib.abc.Loader):
-    """Loads the module as its own loader does, then hides torch from it."""
+class _Wrapped(importlib.abc.Loader):
+    """A module's own loader, but for how the module is executed."""
 
     def __init__(self, loader: Any) -> None:
         self._loader = loader
@@ -58,12 +58,16 @@ class _Loader(importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self._loader.create_module(spec)
 
+    def __getattr__(self, name: str) -> Any:  # get_source (tracebacks), get_filename...
+        return getattr(self._loader, name)
+
+
+class _WithoutTorch(_Wrapped):
+    """Loads the module as its own loader does, then hides torch from it."""
+
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
         _hide_torch(module)
-
-    def __getattr__(self, name: str) -> Any:  # get_source (tracebacks), get_filename...
-        return getattr(self._loader, name)
 
 
 #: The packages whose ``__init__`` imports every module of the cloud client.
@@ -72,14 +76,8 @@ CLOUD_CLIENT = ("lightning_cloud.openapi", "lightning_cloud.openapi.api", "light
 _NAME_FROM = re.compile(r"^from ([\w.]+) import (\w+)(?: as (\w+))?\s*$", re.MULTILINE)
 
 
-class _LazyInit(importlib.abc.Loader):
+class _LazyInit(_Wrapped):
     """Loads a package of ``from <module> import <name>`` lines so that each name is imported when used."""
-
-    def __init__(self, loader: Any) -> None:
-        self._loader = loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         source = self._loader.get_source(module.__name__)
@@ -96,9 +94,6 @@ class _LazyInit(importlib.abc.Loader):
 
         module.__getattr__ = __getattr__
         module.__all__ = list(names)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -125,7 +120,7 @@ def _without_torch() -> None:
     if IMPORTS_MODULE in sys.modules:  # imported already (its importer imported torch, if it could)
         _hide_torch(sys.modules[IMPORTS_MODULE])
     else:
-        _install(_Finder((IMPORTS_MODULE,), _Loader))
+        _install(_Finder((IMPORTS_MODULE,), _WithoutTorch))
 
 
 def _lazy_cloud_client() -> None:
