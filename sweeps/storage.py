@@ -154,16 +154,16 @@ def open_storage(
     return storage
 
 
-def write_back(storage: optuna.storages.BaseStorage) -> None:
+def write_back(storage: optuna.storages.RDBStorage | None) -> None:
     """Move what an SQLite storage's write-ahead log holds into the database file, so that the file
     alone holds every trial. SQLite does so by itself every ~4 MB of log and when its last
     connection closes, which an app stopped by a signal never does: a finished sweep of a few
     hundred trials lived in ``sweeps.db-wal``, and a copy of ``sweeps.db`` alone (sent, uploaded,
-    opened elsewhere) had none of them. Nothing to do on PostgreSQL or through the proxy.
+    opened elsewhere) had none of them. Nothing to do on PostgreSQL or through the proxy (None: no
+    database here).
     """
-    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
-    if engine is not None and engine.dialect.name == "sqlite":
-        with engine.connect() as connection:
+    if storage is not None and storage.engine.dialect.name == "sqlite":
+        with storage.engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 

@@ -121,7 +121,7 @@ class Worker:
         sweep = self.sweep
         if self.exports is not None:
             self.exports.write(sweep.study.get_trials(deepcopy=False))
-        write_back(optuna_internals.storage(sweep.study))
+        write_back(optuna_internals.rdb(sweep.study))
         status = Status.GAVE_UP if sweep.gave_up else Status.STOPPED if sweep.stopped else Status.FINISHED
         self._set(status)
         self._say(console.ended_line(sweep, status))
