@@ -8,15 +8,17 @@ opens the UI app on it (``autostart: false``: the page shows the stored sweep, n
 headless Chromium, and prints:
 
 - the time from opening /view until HiPlot shows "Selected: N/N" and until its canvas stops
-  changing (every line drawn): on a first visit as soon as the page answers (the page's server is
-  still importing its modules and reading every trial, see ``PageFrontend`` in
-  ``components/hiplot_flow.py``) and on reloads (a new session on the warmed-up server, as for
-  anyone who opens the page a few seconds after the app started). ``--trials 100`` gives what the
+  changing (every line drawn), and the CPU the page's server spent meanwhile: on a first visit
+  as soon as the page answers (the page's server is still importing its modules and reading
+  every trial, see ``PageFrontend`` in ``components/hiplot_flow.py``) and on reloads (a new
+  session on the warmed-up server, as for anyone who opens the page a few seconds after the app
+  started). ``--trials 100`` gives what the
   page costs whatever the sweep's size (Lightning's page, Streamlit, HiPlot);
 - the JS heap of each of the page's frames (``performance.memory.usedJSHeapSize``: /view,
   Streamlit's page, HiPlot's component) and the RSS of Chromium's renderer processes;
-- the bytes the page's server sent while the page sat idle for ``--idle`` seconds (it polls the
-  app every second: nothing heavy should be resent when nothing changed).
+- the bytes the page's server sent, and the CPU it used, while the page sat idle for ``--idle``
+  seconds (it polls the app every second: nothing heavy should be resent or recomputed when
+  nothing changed).
 """
 
 from __future__ import annotations
@@ -155,6 +157,18 @@ def renderers_rss() -> float:
     return total / 2**20
 
 
+def page_server_cpu(app: subprocess.Popen) -> float:
+    """CPU seconds the app's page server (its Streamlit process) has used so far."""
+    for proc in psutil.Process(app.pid).children(recursive=True):
+        try:
+            if "streamlit" in " ".join(proc.cmdline()):
+                times = proc.cpu_times()
+                return times.user + times.system
+        except psutil.Error:
+            continue
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=10_000)
@@ -174,18 +188,23 @@ def main() -> None:
                     "first visit, as soon as the page answers (its server still warming up)",
                     *[f"reload {n + 1}: a new session on the warmed-up page server" for n in range(args.reloads)],
                 ]
-                reloads = []
+                reloads, server = [], []  # seconds to the drawn plot; the page server's CPU seconds
                 for visit in visits:
-                    opened = time.perf_counter()
+                    opened, cpu = time.perf_counter(), page_server_cpu(proc)
                     page.goto(url) if visit.startswith("first") else page.reload()
                     selected, drawn = wait_until_drawn(page, args.trials, opened)
+                    cpu = page_server_cpu(proc) - cpu
                     if visit.startswith("reload"):
                         reloads.append(drawn)
+                        server.append(cpu)
                     print(
                         f"{visit}: 'Selected: {args.trials}/{args.trials}' after {selected:.2f} s; "
-                        f"plot drawn (its canvas unchanged for 1 s) after {drawn:.2f} s"
+                        f"plot drawn (its canvas unchanged for 1 s) after {drawn:.2f} s; page server CPU {cpu:.2f} s"
                     )
-                print(f"reloads: median {statistics.median(reloads):.2f} s to the drawn plot")
+                print(
+                    f"reloads: median {statistics.median(reloads):.2f} s to the drawn plot, "
+                    f"the page server's CPU {statistics.median(server):.2f} s"
+                )
                 (PROJECT / "test-output").mkdir(exist_ok=True)
                 page.screenshot(path=PROJECT / "test-output" / "ui-scale.png", full_page=True)
                 sweep_page = page.frame_locator("iframe").first
@@ -205,12 +224,13 @@ def main() -> None:
                     + f"; Chromium renderers' RSS {renderers_rss():.0f} MB"
                 )
                 port = int(next(f for f in page.frames if "hiplot" in f.url).url.split("/")[2].split(":")[1])
-                before = bytes_sent(port)
+                before, cpu = bytes_sent(port), page_server_cpu(proc)
                 time.sleep(args.idle)
-                idle = bytes_sent(port) - before
+                idle, cpu = bytes_sent(port) - before, page_server_cpu(proc) - cpu
                 print(
-                    f"bytes sent by the page's server while the page sat idle for {args.idle:.0f} s: {idle} "
-                    f"({idle / args.idle / 1024:.1f} KB/s; it polls the app and the storage every second)"
+                    f"while the page sat idle for {args.idle:.0f} s, its server sent {idle} bytes "
+                    f"({idle / args.idle / 1024:.1f} KB/s; it polls the app and the storage every second) "
+                    f"and used {cpu / args.idle:.0%} of a core"
                 )
                 browser.close()
         finally:

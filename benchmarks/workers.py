@@ -36,6 +36,7 @@ import yaml
 from _harness import PROJECT
 
 sys.path.insert(0, str(PROJECT))
+from sweeps.record import NOT_RUN, REASON_ATTR  # noqa: E402
 from sweeps.storage import open_storage, redacted  # noqa: E402
 
 SCRIPT = PROJECT / "tests" / "scripts" / "report.py"
@@ -79,7 +80,8 @@ def run(workers: int, trials: int, sleep: float, url: str, workdir: Path) -> Non
     for proc in procs:
         proc.wait(timeout=3600)
     study = optuna.load_study(study_name=name, storage=open_storage(url))
-    done = [t for t in study.trials if t.datetime_complete]
+    # A trial created after the last place was taken by another worker is failed unrun (no log).
+    done = [t for t in study.trials if t.datetime_complete and t.user_attrs.get(REASON_ATTR) != NOT_RUN]
     first, last = min(t.datetime_start for t in done), max(t.datetime_complete for t in done)
     wall = (last - first).total_seconds()
     finished = sum(t.state.is_finished() and t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Streamlit loads this file by path in a process of its own: make ``sweeps`` importable there.
 _PROJECT = str(Path(__file__).resolve().parent.parent)
@@ -25,6 +25,9 @@ from components import fixes  # noqa: E402
 from components.fixes import hiplot_component, streamlit_page  # noqa: E402
 from sweeps.command import Launch  # noqa: E402
 from sweeps.control import Request, Status  # noqa: E402
+
+if TYPE_CHECKING:
+    from sweeps.dashboard import SweepView, TrialLog
 
 #: How often the page asks the app for its state and the storage for new trials.
 POLL_SECONDS = 1.0
@@ -151,8 +154,6 @@ class _Page:
     ) -> None:
         """``run_cap`` and ``launch``: this app's sweep's (None for another sweep of the storage, which
         its own app runs: its trials' command lines and logs are that app's)."""
-        from sweeps.dashboard import Importance, TrialLog
-
         self.storage = storage
         self.study_name = study_name
         self.metrics = metrics  # the objectives: none, one or several
@@ -160,12 +161,11 @@ class _Page:
         self.run_cap = run_cap
         self.launch = launch
         self.key = "" if launch is not None else f"{study_name}:"  # its widgets' keys: one set per sweep
-        self.log = TrialLog(self.directions)
-        self.importance = {objective: Importance() for objective in range(len(self.metrics))}
+        self.view = _view(storage, study_name, directions, len(metrics))
+        self.seen = -1  # the log's version this session last looked at
         self.drawn = -1  # the log's version the heavy parts were last drawn from
         self.controls_drawn_for: tuple[str | None, Request | None] = (None, None)  # the flow's status, a click
         self.drawn_at = 0.0
-        self._derived: dict[str, tuple[int, Any]] = {}
 
     @classmethod
     def of_session(cls, state: Any) -> _Page:
@@ -202,23 +202,39 @@ class _Page:
             st.session_state[key] = cls(storage, study_name, metrics, directions)
         return st.session_state[key]
 
+    @property
+    def log(self) -> TrialLog:
+        return self.view.log
+
     def refresh(self) -> bool:
-        """Read the storage's new and running trials; whether anything changed."""
+        """Read the storage's new and running trials; whether anything changed since this session last looked."""
         study = _study(self.storage, self.study_name)
-        return study is not None and self.log.update(study.get_trials(deepcopy=False))
+        if study is not None:
+            self.view.update(study.get_trials(deepcopy=False))
+        changed, self.seen = self.log.version != self.seen, self.log.version
+        return changed
 
     def derived(self, name: str, build: Any) -> Any:
-        """``build(log)``, recomputed only when the log's version moved."""
-        version, value = self._derived.get(name, (-1, None))
-        if version != self.log.version:
-            value = build(self.log)
-            self._derived[name] = (self.log.version, value)
-        return value
+        """``build(log)``, recomputed only when the log's version moved (by whichever session comes first)."""
+        return self.view.derived(name, build)
 
     def rebuild_due(self) -> bool:
         """The log moved since the heavy parts were drawn, and they were not drawn too recently."""
         wait = max(POLL_SECONDS, REBUILD_SECONDS_PER_1000 * len(self.log.trials) / 1000)
         return self.log.version != self.drawn and time.monotonic() - self.drawn_at >= wait
+
+
+def _view(storage: str, study_name: str, directions: list[str], objectives: int) -> SweepView:
+    """The sweep's view shared by this page server's sessions."""
+    import streamlit as st
+
+    @st.cache_resource(show_spinner=False)
+    def view(storage: str, study_name: str, directions: tuple[str, ...], objectives: int) -> SweepView:
+        from sweeps.dashboard import SweepView
+
+        return SweepView(directions, objectives)
+
+    return view(storage, study_name, tuple(directions), objectives)
 
 
 def _study(storage: str, study_name: str) -> Any | None:
@@ -711,8 +727,7 @@ def _importance(page: _Page) -> None:
         st.caption(NO_METRIC)
         return
     objective = _objective(page, "importance_objective")
-    importance = page.importance[objective]
-    importance.update(page.log, objective)
+    importance = page.view.importance(objective)
     if not importance.values:
         st.caption(f"Shown once {importance.MIN_TRIALS} trials have completed (Optuna's get_param_importances).")
         return

@@ -55,6 +55,9 @@ POLL_SECONDS = 0.2
 STUCK_SECONDS = 30.0
 #: How long a trial waits for a node with room for its host (one lost, with no other free): then it fails.
 PLACEMENT_SECONDS = 60.0
+#: How many times a slot starts its host before its trial fails: Ray's worker processes can die as
+#: they start on a loaded node (the trial, which never ran, is not what failed).
+HOST_STARTS = 2
 #: How long the cluster's address may take to answer before ``--cloud`` gives up.
 CONNECT_SECONDS = 5.0
 #: What Sweeps itself sends to the nodes.
@@ -82,7 +85,7 @@ class ClusterUnavailable(RuntimeError):
 
 
 class NoRoom(RuntimeError):
-    """No node of the cluster could take a slot's host in time."""
+    """No node of the cluster took a slot's host: none had room in time, or its process died as it started."""
 
 
 def address(cluster: Cluster | None, environ: Mapping[str, str] = os.environ) -> str | None:
@@ -316,17 +319,21 @@ class RemoteSlot:
             connect(self.address, runtime_env(self.launch, self.shared))
             need = _actor_resources(self.resources)
             options = {"num_cpus": need.pop("CPU"), "num_gpus": need.pop("GPU", 0), "memory": need.pop("memory", None)}
-            host_class = ray.remote(TrialHost)
             # max_concurrency: the take and the prune come while the trial runs. SPREAD: one host per
             # node first, so that trials do not contend for a node's memory and disk while others idle.
-            self._host = host_class.options(max_concurrency=4, scheduling_strategy="SPREAD", **options).remote(
-                self.launch, self.shared
-            )
-            try:
-                self._where = ray.get(self._host.where.remote(), timeout=PLACEMENT_SECONDS)
-            except ray.exceptions.GetTimeoutError:
-                self._drop_host()
-                raise NoRoom(f"no room on the Ray cluster for {PLACEMENT_SECONDS:g} s (a node lost?)") from None
+            host_class = ray.remote(TrialHost).options(max_concurrency=4, scheduling_strategy="SPREAD", **options)
+            for attempt in range(HOST_STARTS):
+                self._host = host_class.remote(self.launch, self.shared)
+                try:
+                    self._where = ray.get(self._host.where.remote(), timeout=PLACEMENT_SECONDS)
+                    break
+                except ray.exceptions.GetTimeoutError:
+                    self._drop_host()
+                    raise NoRoom(f"no room on the Ray cluster for {PLACEMENT_SECONDS:g} s (a node lost?)") from None
+                except ray.exceptions.RayActorError as err:  # its worker process died as it started
+                    self._host = None
+                    if attempt + 1 == HOST_STARTS:
+                        raise NoRoom(f"the trial's host did not start on the Ray cluster: {_first_line(err)}") from None
         return self._host
 
     def _drop_host(self) -> None:

@@ -120,7 +120,20 @@ class Report:
         return statistics.quantiles(ms, n=100)[q - 1] if len(ms) > 1 else float("nan")
 
 
-def _worker(config_path: str, duration: float, asks: list, told: list[int], stagger: bool) -> None:
+def _started_marker(out: Path | str) -> Path:
+    """The file a process of workers creates when one of them has started a trial."""
+    return Path(f"{out}.started")
+
+
+def _wait_for(marker: Path, child: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"a process of simulated workers started no trial (exit code {child.poll()})")
+        time.sleep(0.05)
+
+
+def _worker(config_path: str, duration: float, asks: list, told: list[int], stagger: bool, out: str) -> None:
     sweep = Sweep.open(load_config(config_path))
     if stagger:  # workers of a job array start over a while, not at one instant
         time.sleep(random.uniform(0, duration))
@@ -136,6 +149,7 @@ def _worker(config_path: str, duration: float, asks: list, told: list[int], stag
         if request is None:
             continue
         asks.append((request.number, (time.perf_counter() - started) * 1000))
+        _started_marker(out).touch()
         time.sleep(duration)
         sweep.tell(TrialResult(request.number, COMPLETE, value=request.params["x"], duration=duration))
         told.append(request.number)
@@ -146,7 +160,7 @@ def _process(config_path: str, threads: int, duration: float, out: str, stagger:
     asks: list[tuple[int, float]] = []  # (trial number, ms the ask took)
     told: list[int] = []
     workers = [
-        threading.Thread(target=_worker, args=(config_path, duration, asks, told, stagger)) for _ in range(threads)
+        threading.Thread(target=_worker, args=(config_path, duration, asks, told, stagger, out)) for _ in range(threads)
     ]
     for worker in workers:
         worker.start()
@@ -166,8 +180,9 @@ def simulate(
     stagger: bool = True,
 ) -> Report:
     """Run ``workers`` simulated workers on ``config`` until the sweep is done; ``database``: the
-    PostgreSQL server whose connections are counted. ``kill_one_after`` seconds: SIGKILL one process
-    of workers then, its running trials left for the others to find lost. ``stagger``: each worker
+    PostgreSQL server whose connections are counted. ``kill_one_after`` seconds after the first
+    process of workers started a trial (on a loaded machine its imports alone can take seconds):
+    SIGKILL it, its running trials left for the others to find lost. ``stagger``: each worker
     starts within one trial's duration (else all at once, and their trials end together for ever)."""
     path = write_config(config, workdir / f"{config['name']}.yaml")
     Sweep.open(load_config(path))  # the study exists before the workers race to open it
@@ -186,6 +201,7 @@ def simulate(
     ]
     try:
         if kill_one_after is not None:
+            _wait_for(_started_marker(outs[0]), children[0])
             time.sleep(kill_one_after)
             children[0].kill()
         for child in children:

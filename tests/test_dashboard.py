@@ -2,6 +2,8 @@
 
 import datetime as dt
 import json
+import threading
+import time
 
 import optuna
 import pytest
@@ -11,6 +13,7 @@ from optuna.trial import TrialState, create_trial
 from sweeps.config import parse_config
 from sweeps.dashboard import (
     Importance,
+    SweepView,
     TrialLog,
     config_view,
     failures,
@@ -84,6 +87,27 @@ def test_an_ended_trial_is_never_looked_at_again():
     for t in trials:  # were the log to read them again, it would see them all changed
         t.state, t.value = TrialState.RUNNING, None
     assert not log.update(trials) and log.tally.counts() == {"COMPLETE": 100}
+
+
+def test_sessions_of_the_page_derive_each_thing_once_per_version_of_the_log():
+    view = SweepView(["minimize"], objectives=1)
+    view.update([trial(0, value=0.5), trial(1, TrialState.RUNNING)])
+    builds = []
+
+    def best(log):
+        builds.append(log.version)
+        time.sleep(0.05)  # long enough for every session to ask while it is being built
+        return log.tally.best.number
+
+    sessions = [threading.Thread(target=view.derived, args=("best", best)) for _ in range(4)]
+    for session in sessions:
+        session.start()
+    for session in sessions:
+        session.join()
+    assert builds == [1], "four sessions, one build"
+    view.update([trial(0, value=0.5), trial(1, value=0.2)])  # read by any session: every one sees it
+    assert view.derived("best", best) == 1 and builds == [1, 2]
+    assert view.derived("best", best) == 1 and builds == [1, 2]
 
 
 def test_best_follows_the_goal():
