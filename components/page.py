@@ -106,11 +106,23 @@ def _sweep_names(storage: str) -> list[str]:
     def names(storage: str) -> list[str]:
         import optuna
 
-        from sweeps.storage import open_storage
-
-        return sorted(optuna.get_all_study_names(storage=open_storage(storage)))
+        return sorted(optuna.get_all_study_names(storage=_storage(storage)))
 
     return names(storage)
+
+
+def _storage(url: str) -> Any:
+    """The storage, opened once per page server: opening one checks its schema (Optuna parses its
+    migration scripts), ~0.1 s each time the list of sweeps was read again."""
+    import streamlit as st
+
+    @st.cache_resource(show_spinner=False)
+    def storage(url: str) -> Any:
+        from sweeps.storage import open_storage
+
+        return open_storage(url)
+
+    return storage(url)
 
 
 def _another_sweep(page: _Page, title: Any) -> None:
@@ -244,9 +256,7 @@ def _study(storage: str, study_name: str) -> Any | None:
     @st.cache_resource(show_spinner=False)
     def load(storage: str, study_name: str) -> optuna.Study:
         # One study object per page server: Optuna's cached storage then fetches only new trials.
-        from sweeps.storage import open_storage
-
-        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
+        return optuna.load_study(study_name=study_name, storage=_storage(storage))
 
     try:
         return load(storage, study_name)
