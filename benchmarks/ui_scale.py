@@ -12,8 +12,8 @@ headless Chromium, and prints:
   as soon as the page answers (the page's server is still importing its modules and reading
   every trial, see ``PageFrontend`` in ``components/hiplot_flow.py``) and on reloads (a new
   session on the warmed-up server, as for anyone who opens the page a few seconds after the app
-  started). ``--trials 100`` gives what the
-  page costs whatever the sweep's size (Lightning's page, Streamlit, HiPlot);
+  started). ``--trials 100`` gives what the page costs whatever the sweep's size (Lightning's
+  page, Streamlit, HiPlot);
 - the JS heap of each of the page's frames (``performance.memory.usedJSHeapSize``: /view,
   Streamlit's page, HiPlot's component) and the RSS of Chromium's renderer processes;
 - the bytes the page's server sent, and the CPU it used, while the page sat idle for ``--idle``

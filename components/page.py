@@ -223,7 +223,8 @@ class _Page:
         study = _study(self.storage, self.study_name)
         if study is not None:
             self.view.update(study.get_trials(deepcopy=False))
-        changed, self.seen = self.log.version != self.seen, self.log.version
+        version = self.log.version  # read once: another session may move it meanwhile
+        changed, self.seen = version != self.seen, version
         return changed
 
     def derived(self, name: str, build: Any) -> Any:

@@ -148,8 +148,9 @@ def _worker(config_path: str, duration: float, asks: list, told: list[int], stag
         request = sweep.ask()
         if request is None:
             continue
+        if not asks:  # this process's first trial
+            _started_marker(out).touch()
         asks.append((request.number, (time.perf_counter() - started) * 1000))
-        _started_marker(out).touch()
         time.sleep(duration)
         sweep.tell(TrialResult(request.number, COMPLETE, value=request.params["x"], duration=duration))
         told.append(request.number)
