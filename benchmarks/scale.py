@@ -2,9 +2,9 @@
 
     python benchmarks/scale.py [--trials 10000]
 
-Runs the real headless app and prints, when 100, 1,000 and 10,000 trials have finished: the size
-of the app's serialized state (GET /api/v1/state), the RSS of the flow's process and of the work
-processes, and the time per trial over the last 100 trials.
+Runs the real headless app (`lightning run app app_wo_ui.py`) and prints, when 100, 1,000 and
+10,000 trials have finished: the size of the app's serialized state (GET /api/v1/state), the RSS
+of the flow's process and of the work processes, and the time per trial over the last 100 trials.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from tests.harness import slot_processes  # noqa: E402
+from tests.harness import slot_processes, start_app  # noqa: E402
 
 NOOP = Path(__file__).resolve().parent / "noop.py"
 
@@ -62,21 +62,9 @@ def main() -> None:
         path = Path(tmp) / "sweep.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         log = open(Path(tmp) / "app.log", "w")
-        app = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "lightning_app"),
-                "run",
-                "app",
-                str(PROJECT / "app_wo_ui.py"),
-                "--open-ui",
-                "false",
-            ],
-            cwd=tmp,
-            env={**os.environ, "SWEEP_CONFIG": str(path), "LIGHTING_TESTING": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The README's command: `lightning_app run app` imports lightning-app before Sweeps, and with
+        # it PyTorch into the flow's process (a larger base, against which the growth looks smaller).
+        app = start_app("app_wo_ui.py", path, Path(tmp), log, subprocess.STDOUT, ("--open-ui", "false"))
         try:
             while not (found := re.search(r"View it in your browser: (http://\S+)/view", Path(log.name).read_text())):
                 time.sleep(0.2)

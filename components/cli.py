@@ -24,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[CLOUD_VARIABLE] = "1"  # for the app's every process: sweeps.config reads it
     from lightning_app.cli.lightning_cli import main as lightning_app
 
+    from components import fixes
+    from components.fixes import command
+
+    fixes.apply(command.FIXES)  # no question to PyPI, nor on stdin, before the command runs
     sys.argv = ["lightning", *args]  # lightning-app's CLI reads its arguments (and click its name) from here
     return lightning_app()
 

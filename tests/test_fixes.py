@@ -40,10 +40,11 @@ from starlette.routing import Mount
 
 import components  # noqa: F401  (applies the app's fixes, as the app files do)
 from components import fixes
-from components.fixes import hiplot_component, lean_imports, loop, runtime, streamlit_page
+from components.fixes import command, hiplot_component, lean_imports, loop, runtime, streamlit_page
 from tests.conftest import PROJECT
 
 ALL = (
+    *command.FIXES,
     *lean_imports.FIXES,
     *loop.FIXES,
     *runtime.FIXES,
@@ -405,6 +406,34 @@ def test_the_cloud_clients_modules_load_only_when_one_of_their_names_is_used():
     assert lazy == eager and eager.count("lightning_cloud.openapi.models") > 1000
 
 
+def test_lightning_apps_components_load_only_the_one_sweeps_uses():
+    """lightning-app's ``__init__`` asks whether one of its components exists, which imported them all."""
+    code = (
+        "import sys; import {first}; import lightning_app; from lightning_app.components import TracerPythonScript; "
+        "print(sorted({{m.split('.')[2] for m in sys.modules if m.startswith('lightning_app.components.')}}))"
+    )
+
+    def loaded(first: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code.format(first=first)], cwd=PROJECT, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    assert loaded("lightning_app") == "['database', 'multi_node', 'python', 'serve', 'training']", "the defect"
+    assert loaded("components") == "['python']"
+
+
+def test_a_lazy_init_is_made_only_of_imports_of_names_else_it_loads_as_it_is():
+    source = (
+        '"""Doc."""\nfrom __future__ import annotations\nfrom a.b import C, D as E\nfrom a.f import (\n    G,\n)\n'
+        '__all__ = ["C", "G"]\n'
+    )
+    assert lean_imports._names_imported(source) == {"C": ("a.b", "C"), "E": ("a.b", "D"), "G": ("a.f", "G")}
+    assert lean_imports._declared_all(source) == ["C", "G"]
+    for other in ("import os\n", "from a import *\n", "from . import b\n", "x = 1\n", "if True:\n    pass\n"):
+        assert lean_imports._names_imported(source + other) is None, other
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed here")
 def test_no_process_of_the_app_loads_pytorch(tmp_path, write_config):
     """The app's, its works', their fork servers' and trials', and the page's (Streamlit's)."""
@@ -431,6 +460,69 @@ def test_no_process_of_the_app_loads_pytorch(tmp_path, write_config):
         assert not [command for command, process in processes if loads_torch(process)], "PyTorch loaded"
     finally:
         kill_group(app)
+
+
+def version_command(
+    command: str, python_on_path: str, bin_dir: Path, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess:
+    """``<command> --version`` as a process manager starts it: no terminal, ``python_on_path`` first on PATH."""
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(python_on_path)
+    environment = {k: v for k, v in os.environ.items() if k != "LIGHTING_TESTING"}
+    environment.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **env)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / command), "--version"],
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def blackhole():
+    """An HTTPS proxy that takes each connection and never answers: a network that drops the packets."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def hold():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=hold, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for connection in held:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_the_lightning_command_starts_without_asking_pypi(tmp_path, blackhole):
+    proxied = {"HTTPS_PROXY": blackhole, "https_proxy": blackhole}
+    done = version_command("lightning", sys.executable, tmp_path / "ours", **proxied)
+    assert done.returncode == 0 and "version 2.3.2" in done.stdout
+    with pytest.raises(subprocess.TimeoutExpired):  # the defect: it waits on PyPI
+        version_command("lightning_app", sys.executable, tmp_path / "theirs", timeout=20, **proxied)
+
+
+OTHER_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.skipif(
+    not OTHER_PYTHON.exists() or OTHER_PYTHON.resolve() == Path(sys.executable).resolve(),
+    reason="no other Python interpreter on this machine",
+)
+def test_the_lightning_command_asks_nothing_when_path_has_another_python(tmp_path):
+    question = "Would you like to install it?"
+    done = version_command("lightning", str(OTHER_PYTHON), tmp_path / "ours")
+    assert done.returncode == 0 and "version 2.3.2" in done.stdout
+    assert question not in done.stdout + done.stderr and "outside your current environment" not in done.stderr
+    theirs = version_command("lightning_app", str(OTHER_PYTHON), tmp_path / "theirs")
+    assert question in theirs.stdout + theirs.stderr, "the defect: a question on stdin"
 
 
 def test_the_defects_read_as_one_line_each():

@@ -5,7 +5,9 @@ each :class:`Fix` names its package and version, and applying one to any other r
 app with one line (the defect may be gone, or the patched code may have moved). ``tests/test_fixes.py``
 shows each defect on the unpatched code and its absence once patched.
 
-- ``lightning_loop``: the app's loop, its queues and its state diffs (every app process);
+- ``command``: what lightning-app's command asks before it runs one (the ``lightning`` command);
+- ``lean_imports``: what lightning-app imports into every app process for nothing;
+- ``loop``, ``runtime``, ``shutdown``: the app's loop, its queues, its state diffs, its processes;
 - ``streamlit_page``: the page's process, and how Lightning starts it;
 - ``hiplot_component``: HiPlot's Streamlit component.
 """

@@ -12,9 +12,15 @@ so whatever it imports delays the first trial and the page.
   then its two checks answer False.
 - lightning-app's modules import names from ``lightning_cloud.openapi`` (Lightning's cloud, shut
   down) at their top, and that package's ``__init__`` (and its ``api`` and ``models``) imports
-  every one of its ~600 modules: ~0.3 s. The fix loads those three packages' ``__init__`` lazily:
-  each is nothing but ``from <module> import <name> [as <alias>]`` lines, and a name's module is
+  every one of its ~600 modules: ~0.3 s; the client's top package (and its ``source_code``) imports
+  its uploader of source code (rich's progress bars, ~0.2 s). The fix loads those packages' ``__init__``
+  lazily: each is nothing but ``from <module> import <names>`` statements, and a name's module is
   imported when the name is first used (never, for a local app).
+- ``lightning_app/__init__`` asks whether ``lightning_app.components.demo`` exists, which imports
+  ``lightning_app.components``, whose ``__init__`` imports every component lightning-app ships: its
+  model servers (aiohttp, PIL), its database client (sqlmodel), its multi-node trainers. ~0.3 s in
+  the app's main process and in the page's; Sweeps uses one of them, ``TracerPythonScript``. The
+  same lazy ``__init__`` fixes it.
 
 Both must be in place before lightning_app is first imported in the process, so ``components``
 applies them first; the ``lightning`` command imports ``components`` before lightning_app, and so
@@ -24,10 +30,10 @@ the CLI has imported both already.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.abc
 import importlib.machinery
-import re
 import sys
 from types import ModuleType
 from typing import Any
@@ -71,18 +77,53 @@ class _WithoutTorch(_Wrapped):
 
 
 #: The packages whose ``__init__`` imports every module of the cloud client.
-CLOUD_CLIENT = ("lightning_cloud.openapi", "lightning_cloud.openapi.api", "lightning_cloud.openapi.models")
-#: The only statement such an ``__init__`` holds (besides its docstring and comments).
-_NAME_FROM = re.compile(r"^from ([\w.]+) import (\w+)(?: as (\w+))?\s*$", re.MULTILINE)
+CLOUD_CLIENT = (
+    "lightning_cloud",
+    "lightning_cloud.source_code",
+    "lightning_cloud.openapi",
+    "lightning_cloud.openapi.api",
+    "lightning_cloud.openapi.models",
+)
+#: lightning-app's package of components, whose ``__init__`` imports every one of them.
+LIGHTNING_COMPONENTS = ("lightning_app.components",)
+
+
+def _names_imported(source: str) -> dict[str, tuple[str, str]] | None:
+    """``{name: (module, name there)}`` for a module made only of ``from <module> import <names>``
+    (besides its docstring and ``__all__``); None for any other, which is then loaded as it is."""
+    names = {}
+    for statement in ast.parse(source).body:
+        if isinstance(statement, ast.ImportFrom) and statement.module == "__future__":
+            continue
+        if isinstance(statement, ast.ImportFrom) and statement.level == 0 and statement.names[0].name != "*":
+            names.update({alias.asname or alias.name: (statement.module, alias.name) for alias in statement.names})
+        elif not _is_docstring_or_all(statement):
+            return None
+    return names
+
+
+def _declared_all(source: str) -> list[str] | None:
+    for statement in ast.parse(source).body:
+        if isinstance(statement, ast.Assign) and _is_docstring_or_all(statement):
+            return list(ast.literal_eval(statement.value))
+    return None
+
+
+def _is_docstring_or_all(statement: ast.stmt) -> bool:
+    if isinstance(statement, ast.Expr):
+        return isinstance(statement.value, ast.Constant)
+    return isinstance(statement, ast.Assign) and [ast.unparse(target) for target in statement.targets] == ["__all__"]
 
 
 class _LazyInit(_Wrapped):
-    """Loads a package of ``from <module> import <name>`` lines so that each name is imported when used."""
+    """Loads a package of ``from <module> import <names>`` statements so that each name is imported when used."""
 
     def exec_module(self, module: ModuleType) -> None:
         source = self._loader.get_source(module.__name__)
-        lines = _NAME_FROM.findall(source)
-        names = {alias or name: (origin, name) for origin, name, alias in lines if origin != "__future__"}
+        names = _names_imported(source)
+        if names is None:  # not such a package (any more): as it is
+            self._loader.exec_module(module)
+            return
 
         def __getattr__(name: str) -> Any:
             if name not in names:
@@ -93,7 +134,7 @@ class _LazyInit(_Wrapped):
             return value
 
         module.__getattr__ = __getattr__
-        module.__all__ = list(names)
+        module.__all__ = _declared_all(source) or list(names)
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -127,6 +168,10 @@ def _lazy_cloud_client() -> None:
     _install(_Finder(CLOUD_CLIENT, _LazyInit))
 
 
+def _lazy_components() -> None:
+    _install(_Finder(LIGHTNING_COMPONENTS, _LazyInit))
+
+
 FIXES = (
     Fix(
         "lightning-app",
@@ -140,5 +185,11 @@ FIXES = (
         "0.5.70",
         "every app process imports the ~600 modules of Lightning's cloud client, for names it never uses: ~0.3 s each",
         _lazy_cloud_client,
+    ),
+    Fix(
+        "lightning-app",
+        "2.3.2",
+        "every app process imports every component lightning-app ships (model servers, a database client): ~0.3 s each",
+        _lazy_components,
     ),
 )
