@@ -428,9 +428,11 @@ def test_a_lazy_init_is_made_only_of_imports_of_names_else_it_loads_as_it_is():
         '"""Doc."""\nfrom __future__ import annotations\nfrom a.b import C, D as E\nfrom a.f import (\n    G,\n)\n'
         '__all__ = ["C", "G"]\n'
     )
-    assert lean_imports._names_imported(source) == {"C": ("a.b", "C"), "E": ("a.b", "D"), "G": ("a.f", "G")}
-    assert lean_imports._declared_all(source) == ["C", "G"]
-    for other in ("import os\n", "from a import *\n", "from . import b\n", "x = 1\n", "if True:\n    pass\n"):
+    names = {"C": ("a.b", "C"), "E": ("a.b", "D"), "G": ("a.f", "G")}
+    assert lean_imports._names_imported(source) == (names, ["C", "G"])
+    assert lean_imports._names_imported(source.replace('__all__ = ["C", "G"]\n', "")) == (names, None)
+    others = ("import os\n", "from a import *\n", "from . import b\n", "x = 1\n", "__all__ = [n for n in 'CG']\n")
+    for other in (*others, "if True:\n    pass\n"):
         assert lean_imports._names_imported(source + other) is None, other
 
 

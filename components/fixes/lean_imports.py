@@ -88,31 +88,24 @@ CLOUD_CLIENT = (
 LIGHTNING_COMPONENTS = ("lightning_app.components",)
 
 
-def _names_imported(source: str) -> dict[str, tuple[str, str]] | None:
-    """``{name: (module, name there)}`` for a module made only of ``from <module> import <names>``
-    (besides its docstring and ``__all__``); None for any other, which is then loaded as it is."""
-    names = {}
+def _names_imported(source: str) -> tuple[dict[str, tuple[str, str]], list[str] | None] | None:
+    """``({name: (module, name there)}, __all__)`` for a module made only of ``from <module> import
+    <names>`` statements, besides its docstring and a literal ``__all__`` (None if it has none);
+    None for any other module, which is then loaded as it is."""
+    names, declared = {}, None
     for statement in ast.parse(source).body:
         if isinstance(statement, ast.ImportFrom) and statement.module == "__future__":
             continue
         if isinstance(statement, ast.ImportFrom) and statement.level == 0 and statement.names[0].name != "*":
             names.update({alias.asname or alias.name: (statement.module, alias.name) for alias in statement.names})
-        elif not _is_docstring_or_all(statement):
+        elif isinstance(statement, ast.Assign) and [ast.unparse(t) for t in statement.targets] == ["__all__"]:
+            try:
+                declared = list(ast.literal_eval(statement.value))
+            except ValueError:  # computed: only running the module tells
+                return None
+        elif not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)):  # the docstring
             return None
-    return names
-
-
-def _declared_all(source: str) -> list[str] | None:
-    for statement in ast.parse(source).body:
-        if isinstance(statement, ast.Assign) and _is_docstring_or_all(statement):
-            return list(ast.literal_eval(statement.value))
-    return None
-
-
-def _is_docstring_or_all(statement: ast.stmt) -> bool:
-    if isinstance(statement, ast.Expr):
-        return isinstance(statement.value, ast.Constant)
-    return isinstance(statement, ast.Assign) and [ast.unparse(target) for target in statement.targets] == ["__all__"]
+    return names, declared
 
 
 class _LazyInit(_Wrapped):
@@ -120,10 +113,11 @@ class _LazyInit(_Wrapped):
 
     def exec_module(self, module: ModuleType) -> None:
         source = self._loader.get_source(module.__name__)
-        names = _names_imported(source)
-        if names is None:  # not such a package (any more): as it is
+        found = _names_imported(source)
+        if found is None:  # not such a package (any more): as it is
             self._loader.exec_module(module)
             return
+        names, declared = found
 
         def __getattr__(name: str) -> Any:
             if name not in names:
@@ -134,7 +128,7 @@ class _LazyInit(_Wrapped):
             return value
 
         module.__getattr__ = __getattr__
-        module.__all__ = _declared_all(source) or list(names)
+        module.__all__ = declared if declared is not None else list(names)
 
 
 class _Finder(importlib.abc.MetaPathFinder):
