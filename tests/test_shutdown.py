@@ -89,6 +89,20 @@ def test_a_signal_ends_every_process_of_the_app_and_the_next_app_on_its_storage_
     assert sum(t.state.name == "COMPLETE" for t in trials) == 12
 
 
+def test_an_app_that_ends_by_itself_exits_though_a_work_ignores_its_sigterm(tmp_path):
+    # Without shutdown.end_children, Python's exit waits for that work for ever.
+    app = start_app(
+        "tests/apps/work_ignoring_sigterm.py", tmp_path / "unused.yaml", tmp_path, subprocess.PIPE, subprocess.PIPE
+    )
+    try:
+        _, stderr = app.communicate(timeout=60)
+        left = ended_within(app, 2)
+    finally:
+        kill_group(app)
+    assert app.returncode == 0, stderr
+    assert not left, [" ".join(p.cmdline())[:100] for p in left]
+
+
 def test_a_page_server_that_cannot_start_ends_the_app_with_one_line(tmp_path, write_config):
     path = write_config(report_config(tmp_path, method="random", run_cap=5))
     # Streamlit refuses to start on a certificate that does not exist (a user's environment, say).

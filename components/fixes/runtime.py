@@ -1,4 +1,4 @@
-"""Fixes to how lightning-app 2.3.2's runtime starts its API server, and ends after a signal.
+"""Fixes to how lightning-app 2.3.2's runtime starts its API server, and how it ends.
 
 The CLI chooses the server's port before it loads the app (7501, unless something answers there),
 and the server binds it seconds later, in a process of its own. Apps started at the same moment on
@@ -9,7 +9,8 @@ the server's process is forked from it, and the server serves on that socket. A 
 cannot serve stops the app with one line (``components.fixes.shutdown``).
 
 An app stopped by a signal (``components.fixes.shutdown``) ends as soon as the runtime has
-terminated it, with the exit code the signal gives, rather than through the CLI's "Aborted!".
+terminated it, with the exit code the signal gives, rather than through the CLI's "Aborted!". An
+app that ends by itself waits at most ``shutdown.GRACE_SECONDS`` for its processes to end.
 
 The page (``/view``) asks nothing of the internet, so that it shows whole on a machine without it:
 the API server serves Lightning's page files edited by :data:`PAGE_EDITS` (its footer's logo from
@@ -108,6 +109,7 @@ def _dispatch(self: MultiProcessRuntime, *args: Any, **kwargs: Any) -> Any:
     finally:
         if shutdown.stopping():  # a signal stopped the app, and the runtime has terminated it
             shutdown.finish()
+        shutdown.end_children()  # the app ended by itself: none of its processes may keep it from exiting
 
 
 def _run(self: LightningUvicornServer, sockets: list[socket.socket] | None = None) -> None:

@@ -10,12 +10,19 @@ kills whatever of the app is left, and a watchdog ends it all :data:`GRACE_SECON
 hangs: an app always ends within seconds, and a process manager (systemd, ``docker stop``,
 ``scancel``, Kubernetes) can start the next one at once.
 
+An app that ends by itself (its sweep over) ends its works with one SIGTERM each, and Python's
+exit then waits, without a limit, for each process multiprocessing started. A work that misses
+that SIGTERM (``py-spy record --subprocesses`` can take it as it samples the work) or ignores it
+kept the finished app, and its job, running for ever. Here each gets :data:`GRACE_SECONDS` to
+end, and is then killed with what it started (:func:`end_children`).
+
 A part of the app that cannot start (its server cannot listen, its page's server died) stops the
 app the same way, with one line on stderr and exit code 1 (:func:`stop_app`).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import sys
@@ -53,6 +60,18 @@ def finish() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_exit_code if _exit_code is not None else FAILED)
+
+
+def end_children() -> None:
+    """Once the runtime has terminated the app: wait up to :data:`GRACE_SECONDS` for the processes
+    multiprocessing started (the works, the API server) to end, then kill those left, and theirs."""
+    deadline = time.monotonic() + GRACE_SECONDS
+    for child in multiprocessing.active_children():
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            kill_descendants(child.pid)
+            child.kill()
+            child.join()
 
 
 def kill_descendants(pid: int) -> None:
@@ -105,5 +124,11 @@ FIXES = (
         "SIGTERM or SIGHUP ends the main process alone, leaving the works, the page's server and (with a page "
         "open) the API server running; after Ctrl-C a work can outlive the app",
         _stop_on_signals,
+    ),
+    Fix(
+        "lightning-app",
+        "2.3.2",
+        "an app that ends by itself waits at exit, for ever, for a work that did not end on its SIGTERM",
+        None,  # components.fixes.runtime calls end_children once the runtime has terminated the app
     ),
 )
