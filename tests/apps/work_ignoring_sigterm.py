@@ -1,5 +1,5 @@
-"""An app whose one work ignores SIGTERM, as a work does that missed its SIGTERM (a profiler held it as
-the signal came), and that then ends by itself."""
+"""An app that ends by itself, and whose one work ignores SIGTERM: to its app, the same as a work that
+missed its SIGTERM (a profiler took it as the signal came)."""
 
 import signal
 
