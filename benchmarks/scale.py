@@ -62,9 +62,9 @@ def main() -> None:
         path = Path(tmp) / "sweep.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         log = open(Path(tmp) / "app.log", "w")
-        # The README's command: `lightning_app run app` imports lightning-app before Sweeps, and with
-        # it PyTorch into the flow's process (a larger base, against which the growth looks smaller).
-        app = start_app("app_wo_ui.py", path, Path(tmp), log, subprocess.STDOUT, ("--open-ui", "false"))
+        # The README's `lightning run app`, not `lightning_app run app`: that one imports lightning-app before
+        # Sweeps, and with it PyTorch into the flow's process (a larger base, against which the growth looks smaller).
+        app = start_app("app_wo_ui.py", path, Path(tmp), log, subprocess.STDOUT)
         try:
             while not (found := re.search(r"View it in your browser: (http://\S+)/view", Path(log.name).read_text())):
                 time.sleep(0.2)

@@ -40,7 +40,7 @@ from starlette.routing import Mount
 
 import components  # noqa: F401  (applies the app's fixes, as the app files do)
 from components import fixes
-from components.fixes import command, hiplot_component, lean_imports, loop, runtime, streamlit_page
+from components.fixes import command, hiplot_component, lean_imports, loop, runtime, shutdown, streamlit_page
 from tests.conftest import PROJECT
 
 ALL = (
@@ -48,6 +48,7 @@ ALL = (
     *lean_imports.FIXES,
     *loop.FIXES,
     *runtime.FIXES,
+    *shutdown.FIXES,
     *streamlit_page.IN_APP,
     *streamlit_page.IN_PAGE,
     *hiplot_component.FIXES,

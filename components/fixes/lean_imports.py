@@ -22,10 +22,10 @@ so whatever it imports delays the first trial and the page.
   the app's main process and in the page's; Sweeps uses one of them, ``TracerPythonScript``. The
   same lazy ``__init__`` fixes it.
 
-Both must be in place before lightning_app is first imported in the process, so ``components``
+All must be in place before lightning_app is first imported in the process, so ``components``
 applies them first; the ``lightning`` command imports ``components`` before lightning_app, and so
 do the works' processes (they start from it). Started through ``lightning_app run app`` instead,
-the CLI has imported both already.
+the CLI has imported them already.
 """
 
 from __future__ import annotations
