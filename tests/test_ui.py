@@ -208,8 +208,8 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
         tmp_path,
         method="random",
         run_cap=16,
-        autostart=True,
-        # 1 s a trial at 2 at once: 7 s or more of trials still ending after the brush, however slow the browser
+        # 1 s a trial at 2 at once: 7 s or more of trials still ending after the brush. Run is pressed
+        # once the page is live, so that no cold page can miss the trials in between.
         parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 2.0}},
     )
     proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=out / "app.log")
@@ -219,6 +219,9 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
         page.goto(url)
         sweep_page = page.frame_locator("iframe").first
         hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
+        sweep_page.get_by_text("0 of 16 trials finished · waiting").wait_for(timeout=60_000)
+        hiplot.locator("body").wait_for(timeout=30_000)  # mounted before the click (see STACK: lost clicks)
+        sweep_page.get_by_role("button", name="Run", exact=True).click()
         sweep_page.get_by_text(re.compile(r"\b[3-9] of 16 trials finished · running")).wait_for(timeout=60_000)
         hiplot.locator(".pplot-brush .overlay").first.wait_for(timeout=30_000)
         # (sleep and state, the same for every trial, are hidden by HiPlot)
