@@ -13,8 +13,11 @@ import time
 import urllib.error
 import urllib.request
 
+from deepdiff import DeepDiff, Delta
 from lightning_app import LightningFlow
+from lightning_app.api.request_types import _DeltaRequest
 from lightning_app.frontend import StreamlitFrontend
+from lightning_app.utilities.app_helpers import _LightningAppRef
 from lightning_app.utilities.log import get_logfile
 
 from components.fixes.shutdown import stop_app
@@ -61,6 +64,14 @@ class PageFrontend(StreamlitFrontend):
     it in the page's process too, and the watcher would scan ~2,800 modules on every rerun). Once
     the server listens, the page is run once (Streamlit's script health check): its imports are
     done and the trials read before anyone opens it.
+
+    Lightning's page (``/view``) frames the server as soon as the app's own server answers, and
+    Lightning opens it in the browser then: seconds before Streamlit listens. A frame on another
+    port that failed to load is never loaded again, so the page stayed an error until reloaded.
+    Here the frame's address (the layout's ``target``) is empty, which Lightning's page shows as a
+    spinner, until the server answers; then it is the page's own address, ending in ``/`` as
+    Streamlit serves it. That address differs from the one Lightning set, so a page that framed
+    Lightning's early loads the frame again.
     """
 
     #: How long the page's server may take to answer once started (it imports Streamlit, Lightning, Optuna).
@@ -89,10 +100,16 @@ class PageFrontend(StreamlitFrontend):
                 else:
                     os.environ[name] = value
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', 'localhost') else host}:{port}/{self.flow.name}"
-        threading.Thread(target=self._see_it_start, args=(url,), name="sweeps-page-start", daemon=True).start()
+        # Lightning sets the target to http://localhost:<port>/<flow> once this returns (on its cloud,
+        # an address of its own: left as it is).
+        target = f"http://localhost:{port}/{self.flow.name}/" if host == "localhost" else None
+        if target is not None:
+            _set_frame_target(self.flow.name, "")
+        threading.Thread(target=self._see_it_start, args=(url, target), name="sweeps-page-start", daemon=True).start()
 
-    def _see_it_start(self, url: str) -> None:
-        """Run the page once in Streamlit's process, as soon as it listens; stop the app if it died first.
+    def _see_it_start(self, url: str, target: str | None) -> None:
+        """Run the page once in Streamlit's process, as soon as it listens, and show it in Lightning's
+        page (``target``); stop the app if the server died first.
 
         The warm-up is best effort (the page works without it, only slower); a page's server that ended
         before it ever answered leaves the app without its page, which is no app to keep running.
@@ -104,8 +121,26 @@ class PageFrontend(StreamlitFrontend):
                 return
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/script-health-check", timeout=self.START_SECONDS):
-                    return
+                    break
             except urllib.error.HTTPError:  # the page's run ended with an error: the server is up
-                return
+                break
             except (urllib.error.URLError, OSError):  # not listening yet
                 time.sleep(0.2)
+        if target is not None:
+            _set_frame_target(self.flow.name, target)
+
+
+def _set_frame_target(flow_name: str, target: str) -> None:
+    """Set the address Lightning's page frames for the flow ``flow_name``, as a change of the app's state
+    (applied by Lightning's loop, which publishes it to every open page)."""
+    app = _LightningAppRef.get_current()
+    if app is None:
+        return  # not inside a running Lightning app
+
+    def state(value: str) -> dict:
+        nested = {"vars": {"_layout": {"target": value}}}
+        for name in reversed(flow_name.split(".")[1:]):  # "root.hiplot": the root's flow "hiplot"
+            nested = {"flows": {name: nested}}
+        return nested
+
+    app.delta_queue.put(_DeltaRequest(delta=Delta(DeepDiff(state(f"not {target}"), state(target)))))

@@ -108,15 +108,13 @@ def start_ui_app(config_path: Path, cwd: Path, log_path: Path, args: tuple[str, 
 
 
 def _page_ready(app_url: str) -> bool:
-    """The layout answers (it is 500 for a moment at start-up) and the Streamlit page it names too.
-
-    /view loads the page once: opened before Streamlit listens, it stays blank.
-    """
+    """The layout answers (it is 500 for a moment at start-up) and the Streamlit page it names too
+    (named once it answers: until then the page shows a spinner)."""
     layout = _get(app_url + "/api/v1/layout")
     if layout is None:
         return False
     targets = [entry["content"] for entry in json.loads(json.loads(layout))]
-    return all(_get(target) is not None for target in targets)
+    return all(target and _get(target) is not None for target in targets)
 
 
 def _get(url: str) -> str | None:

@@ -5,6 +5,7 @@ import io
 import os
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from optuna.trial import TrialState
 
 from sweeps.storage import open_storage
 from tests.conftest import artifacts, report_config, tradeoff_config
-from tests.harness import CHROMIUM, kill_group, start_ui_app, start_worker
+from tests.harness import CHROMIUM, kill_group, start_app, start_ui_app, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -330,6 +331,31 @@ def test_an_app_whose_port_another_program_holds_serves_its_page_from_another_po
             kill_group(proc)
     finally:
         held.close()
+
+
+def test_the_page_opened_as_soon_as_the_app_answers_shows_the_sweep_once_its_server_listens(
+    tmp_path, write_config, browser
+):
+    """Lightning opens /view when the app's own server answers, seconds before the page's server
+    (Streamlit) listens; the page must show the sweep when it does, not a frame that failed."""
+    out = artifacts("ui-early")
+    config = report_config(tmp_path, method="random", run_cap=3)
+    log = out / "app.log"
+    proc = start_app("app_wi_ui.py", write_config(config), tmp_path, open(log, "w"), subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"View it in your browser: (http://\S+/view)", log.read_text())):
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        page = browser.new_page()
+        page.goto(found[1])
+        sweep_page = page.frame_locator("iframe").first
+        try:
+            sweep_page.get_by_text("0 of 3 trials finished · waiting").wait_for(timeout=60_000)
+        finally:
+            page.screenshot(path=out / "page.png")
+    finally:
+        kill_group(proc)
 
 
 #: The height of a row (and of the header) of Streamlit's data grid.
