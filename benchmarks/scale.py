@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from optuna.trial import TrialState
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from tests.harness import slot_processes, start_app  # noqa: E402
+from tests.harness import app_address, slot_processes, start_app  # noqa: E402
 
 NOOP = Path(__file__).resolve().parent / "noop.py"
 
@@ -66,9 +65,9 @@ def main() -> None:
         # Sweeps, and with it PyTorch into the flow's process (a larger base, against which the growth looks smaller).
         app = start_app("app_wo_ui.py", path, Path(tmp), log, subprocess.STDOUT)
         try:
-            while not (found := re.search(r"View it in your browser: (http://\S+)/view", Path(log.name).read_text())):
-                time.sleep(0.2)
-            app_url = found.group(1)
+            app_url = app_address(app, Path(log.name))
+            if app_url is None:
+                sys.exit(f"the app did not start:\n{Path(log.name).read_text()}")
             print(
                 f"{'finished':>9s} {'state bytes':>12s} {'flow RSS MB':>12s} {'works RSS MB':>13s} "
                 f"{'ms/trial (last 100)':>20s}"

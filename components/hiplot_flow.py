@@ -143,4 +143,5 @@ def _set_frame_target(flow_name: str, target: str) -> None:
             nested = {"flows": {name: nested}}
         return nested
 
+    # Lightning's loop sets the new value whatever the old one: any other value makes the difference.
     app.delta_queue.put(_DeltaRequest(delta=Delta(DeepDiff(state(f"not {target}"), state(target)))))

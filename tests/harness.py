@@ -92,16 +92,26 @@ def kill_group(proc) -> None:
     proc.wait()
 
 
+def app_address(proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> str | None:
+    """The app's address (``http://host:port``) as soon as its server answers and it prints it to
+    ``log_path``: the moment Lightning opens the page in a browser. None if it exits or takes longer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = re.search(r"View it in your browser: (http://\S+)/view", log_path.read_text())
+        if found:
+            return found.group(1)
+        time.sleep(0.05)
+    return None
+
+
 def start_ui_app(config_path: Path, cwd: Path, log_path: Path, args: tuple[str, ...] = (), **env: str):
     """Start app_wi_ui.py [args] in its own process group; return it and the /view URL it prints."""
     proc = start_app("app_wi_ui.py", config_path, cwd, open(log_path, "w"), subprocess.STDOUT, args, **env)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = re.search(r"View it in your browser: (http://\S+)/view", log_path.read_text())
-        if found and _page_ready(found.group(1)):
-            return proc, found.group(1) + "/view"
-        if proc.poll() is not None:
-            break
+    address = app_address(proc, log_path)
+    while address is not None and time.monotonic() < deadline and proc.poll() is None:
+        if _page_ready(address):
+            return proc, address + "/view"
         time.sleep(0.2)
     kill_group(proc)
     raise AssertionError(f"the app did not start:\n{log_path.read_text()}")

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from sweeps.storage import open_storage
 from tests.conftest import artifacts, report_config, tradeoff_config
-from tests.harness import CHROMIUM, kill_group, start_app, start_ui_app, start_worker
+from tests.harness import CHROMIUM, app_address, kill_group, start_app, start_ui_app, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -343,12 +343,10 @@ def test_the_page_opened_as_soon_as_the_app_answers_shows_the_sweep_once_its_ser
     log = out / "app.log"
     proc = start_app("app_wi_ui.py", write_config(config), tmp_path, open(log, "w"), subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while not (found := re.search(r"View it in your browser: (http://\S+/view)", log.read_text())):
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            time.sleep(0.05)
+        address = app_address(proc, log)
+        assert address is not None, log.read_text()
         page = browser.new_page()
-        page.goto(found[1])
+        page.goto(address + "/view")
         sweep_page = page.frame_locator("iframe").first
         try:
             sweep_page.get_by_text("0 of 3 trials finished · waiting").wait_for(timeout=60_000)

@@ -157,6 +157,11 @@ IN_APP = (
         "process imports PyTorch where it is installed (~3 s and ~170 MB before the page's first run)",
         _page_follows_the_port,
     ),
+    Fix(
+        *LIGHTNING_APP,
+        "the page opened as the app starts frames the page's server before it listens, and never loads that frame "
+        "again: components.hiplot_flow.PageFrontend",
+    ),
 )
 
 IN_PAGE = (
