@@ -229,6 +229,20 @@ def stale_trial_ids(study: optuna.Study) -> list[int]:
     return study._storage._get_stale_trial_ids(study._study_id)
 
 
+def unbeaten_trial_ids(study: optuna.Study) -> list[int]:
+    """Running trials (storage ids) that have no heartbeat at all. Optuna's stale check passes these
+    over for ever; a worker killed between creating a trial and recording its first beat leaves one."""
+    storage = rdb(study)
+    if storage is None:
+        return []
+    trials = models.TrialModel
+    with _create_scoped_session(storage.scoped_session) as session:
+        query = session.query(trials.trial_id).filter(
+            trials.study_id == study._study_id, trials.state == TrialState.RUNNING, ~trials.heartbeats.any()
+        )
+        return [trial_id for (trial_id,) in query]
+
+
 def rdb(study: optuna.Study) -> RDBStorage | None:
     """The relational database under Optuna's cache, if the study is in one."""
     backend = getattr(study._storage, "_backend", study._storage)

@@ -122,10 +122,12 @@ class Heartbeats:
 class LostTrials:
     """Which running trials lost their worker: no heartbeat within ``grace`` seconds.
 
-    On PostgreSQL Optuna compares each trial's last heartbeat with the database's clock. Through
-    the proxy a worker sees each running trial's :data:`HEARTBEAT_ATTR` at every read of the study
-    (:meth:`watch`), and a trial is lost once its value has not changed for ``grace`` seconds of
-    this worker's own clock: no two machines' clocks are compared.
+    On PostgreSQL Optuna compares each trial's last heartbeat with the database's clock; a trial
+    with none yet (its worker died right after creating it) is lost once this worker has seen it so
+    for ``grace`` seconds. Through the proxy a worker sees each running trial's
+    :data:`HEARTBEAT_ATTR` at every read of the study (:meth:`watch`), and a trial is lost once its
+    value has not changed for ``grace`` seconds of this worker's own clock: no two machines' clocks
+    are compared.
     """
 
     def __init__(self, study: optuna.Study, grace: float) -> None:
@@ -133,6 +135,7 @@ class LostTrials:
         self._grace = grace
         self._optuna = optuna_internals.heartbeat_interval(study) is not None
         self._seen: dict[int, tuple[object, float]] = {}  # trial id -> (its last heartbeat, since when)
+        self._unbeaten: dict[int, float] = {}  # trial id -> since when it has had no heartbeat (PostgreSQL)
 
     def watch(self, trials: list[FrozenTrial]) -> None:
         if self._optuna:
@@ -148,7 +151,10 @@ class LostTrials:
 
     def find(self) -> list[int]:
         """The lost trials' storage ids."""
-        if self._optuna:
-            return optuna_internals.stale_trial_ids(self._study)
         now = time.monotonic()
+        if self._optuna:
+            unbeaten = optuna_internals.unbeaten_trial_ids(self._study)
+            self._unbeaten = {trial_id: self._unbeaten.get(trial_id, now) for trial_id in unbeaten}
+            silent = [trial_id for trial_id, since in self._unbeaten.items() if now - since > self._grace]
+            return optuna_internals.stale_trial_ids(self._study) + silent
         return [trial_id for trial_id, (_, since) in self._seen.items() if now - since > self._grace]

@@ -121,16 +121,24 @@ class Report:
 
 
 def _started_marker(out: Path | str) -> Path:
-    """The file a process of workers creates when one of them has started a trial."""
+    """The file a process of workers touches each time one of them starts a trial."""
     return Path(f"{out}.started")
 
 
-def _wait_for(marker: Path, child: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not marker.exists():
+def _touched(marker: Path) -> int | None:
+    try:
+        return marker.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _wait_for_trial(marker: Path, child: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Return as soon as one of ``child``'s workers starts a trial."""
+    before, deadline = _touched(marker), time.monotonic() + timeout
+    while _touched(marker) == before:
         if child.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"a process of simulated workers started no trial (exit code {child.poll()})")
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def _worker(config_path: str, duration: float, asks: list, told: list[int], stagger: bool, out: str) -> None:
@@ -148,8 +156,7 @@ def _worker(config_path: str, duration: float, asks: list, told: list[int], stag
         request = sweep.ask()
         if request is None:
             continue
-        if not asks:  # this process's first trial
-            _started_marker(out).touch()
+        _started_marker(out).touch()
         asks.append((request.number, (time.perf_counter() - started) * 1000))
         time.sleep(duration)
         sweep.tell(TrialResult(request.number, COMPLETE, value=request.params["x"], duration=duration))
@@ -182,9 +189,11 @@ def simulate(
 ) -> Report:
     """Run ``workers`` simulated workers on ``config`` until the sweep is done; ``database``: the
     PostgreSQL server whose connections are counted. ``kill_one_after`` seconds after the first
-    process of workers started a trial (on a loaded machine its imports alone can take seconds):
-    SIGKILL it, its running trials left for the others to find lost. ``stagger``: each worker
-    starts within one trial's duration (else all at once, and their trials end together for ever)."""
+    process of workers started a trial (it starts before the others, whose trials could otherwise
+    take the whole sweep while its imports take seconds on a loaded machine), at the moment one of
+    its workers starts another: SIGKILL it, its running trials left for the others to find lost.
+    ``stagger``: each worker starts within one trial's duration (else all at once, and their trials
+    end together for ever)."""
     path = write_config(config, workdir / f"{config['name']}.yaml")
     Sweep.open(load_config(path))  # the study exists before the workers race to open it
     counter = ConnectionCounter(database)
@@ -192,18 +201,17 @@ def simulate(
     spread = [workers // processes + (i < workers % processes) for i in range(processes)]
     outs = [workdir / f"{config['name']}-{i}.json" for i in range(processes)]
     started = time.perf_counter()
-    children = [  # processes of their own: nothing of this one (its threads, its __main__) is copied
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.simulation", str(path), str(n), str(duration), str(out), str(int(stagger))],
-            cwd=PROJECT,
-        )
-        for n, out in zip(spread, outs, strict=True)
-        if n
-    ]
+    children: list[subprocess.Popen] = []
     try:
+        for n, out in zip(spread, outs, strict=True):
+            if n:  # processes of their own: nothing of this one (its threads, its __main__) is copied
+                command = [sys.executable, "-m", "tests.simulation", str(path), str(n), str(duration), str(out)]
+                children.append(subprocess.Popen([*command, str(int(stagger))], cwd=PROJECT))
+            if kill_one_after is not None and len(children) == 1:
+                _wait_for_trial(_started_marker(outs[0]), children[0])
         if kill_one_after is not None:
-            _wait_for(_started_marker(outs[0]), children[0])
             time.sleep(kill_one_after)
+            _wait_for_trial(_started_marker(outs[0]), children[0])
             children[0].kill()
         for child in children:
             child.wait()

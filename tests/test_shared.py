@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -95,6 +96,23 @@ def test_a_trial_whose_worker_stopped_beating_is_failed_as_lost_and_retried(tmp_
     assert late.state == TrialState.FAIL
     survivor.tell(TrialResult(retry.number, COMPLETE, value=0.5))
     assert [t.state for t in stored_trials(config)] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_as_lost(tmp_path, workers_storage):
+    """A worker killed between Optuna creating its trial and its first heartbeat: the trial has no
+    heartbeat at all, which Optuna's own stale check passes over; the sweep must not wait for it."""
+    config = shared_config(tmp_path, workers_storage, heartbeat_interval=1, grace_period=2)
+    survivor = Sweep.open(config)
+    orphan = optuna.load_study(study_name=config.name, storage=open_storage(config.storage)).ask()
+    time.sleep(1.1)  # a heartbeat interval: the survivor looks for lost trials, and sees this one
+    survivor.sync()
+    assert survivor.tally.running == 1  # silent for less than the grace period, so far as it saw
+
+    time.sleep(2.2)
+    survivor.sync()
+    trial = stored_trials(config)[orphan.number]
+    assert trial.state == TrialState.FAIL and trial.user_attrs[REASON_ATTR] == WORKER_LOST
+    assert survivor.tally.running == 0
 
 
 def test_a_running_worker_keeps_its_trials_alive(tmp_path, workers_storage):
@@ -248,6 +266,14 @@ def workers_config(tmp_path, shared_storage, sleep: float, **overrides) -> dict:
     )
 
 
+def wait_for_next_finished_trial(log: Path, worker: subprocess.Popen, timeout: float = 60) -> None:
+    """Return as soon as ``log`` shows one more finished trial than now."""
+    seen, deadline = len(trials_run_by(log.read_text())), time.monotonic() + timeout
+    while len(trials_run_by(log.read_text())) == seen:
+        assert worker.poll() is None and time.monotonic() < deadline, f"no trial finished:\n{log.read_text()}"
+        time.sleep(0.02)
+
+
 def run_workers(tmp_path, write_config, shared_storage, kill_one: bool):
     url, name = shared_storage
     config = workers_config(tmp_path, shared_storage, sleep=1.0, grace_period=3)
@@ -257,11 +283,15 @@ def run_workers(tmp_path, write_config, shared_storage, kill_one: bool):
     try:
         for i, log in enumerate(logs):
             workers.append(start_worker(path, tmp_path / f"worker{i}", log))
-        if kill_one:
-            time.sleep(1.5)  # worker 0 runs two trials at every moment: it dies mid-trial
+        if kill_one:  # as worker 0 ends a trial its slot has its next one: it dies mid-trial, whatever the clock
+            wait_for_next_finished_trial(logs[0], workers[0])
             os.killpg(workers[0].pid, signal.SIGKILL)
         for worker in workers[kill_one:]:
-            assert worker.wait(timeout=120) == 0, "\n".join(log.read_text() for log in logs)
+            try:
+                code = worker.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                code = "still running after 120 s"
+            assert code == 0, "\n".join(log.read_text() for log in logs)
     finally:
         for worker in workers:
             kill_group(worker)
