@@ -342,6 +342,40 @@ def test_a_widget_changed_while_a_fragments_timer_fires_reruns_the_whole_page(mo
     assert [(w.id, w.string_value) for w in run.widget_states.widgets] == [("sweep", "earlier")]
 
 
+def test_the_file_a_download_click_built_is_served_after_the_pages_next_runs(monkeypatch):
+    from streamlit.runtime.media_file_manager import MediaFileManager, MediaFileMetadata
+    from streamlit.runtime.media_file_storage import MediaFileStorageError
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    def served_after_two_runs() -> bool:
+        storage = MemoryMediaFileStorage("/media")
+        manager = MediaFileManager(storage)
+        button = manager.add_deferred(lambda: "number,value\n0,1.0\n", "text/csv", "trials.csv button", "trials.csv")
+        url = manager.execute_deferred(button)  # the click: the browser asks for this address next
+        for _ in range(2):  # the page's status runs, once a second
+            manager.remove_orphaned_files()
+        try:
+            return storage.get_file(url.rsplit("/", 1)[1]).content == b"number,value\n0,1.0\n"  # what the page serves
+        except MediaFileStorageError:
+            return False
+
+    monkeypatch.setattr(
+        MediaFileMetadata,
+        "mark_for_delete",
+        streamlit_page.ORIGINAL.get("mark_for_delete", MediaFileMetadata.mark_for_delete),
+    )
+    monkeypatch.setattr(
+        MediaFileMetadata,
+        "is_marked_for_delete",
+        streamlit_page.ORIGINAL.get("is_marked_for_delete", MediaFileMetadata.is_marked_for_delete),
+    )
+    assert not served_after_two_runs(), "unpatched: deleted 2 s after the click, whenever the browser asks"
+    streamlit_page.IN_PAGE[3].patch()
+    assert served_after_two_runs()
+    monkeypatch.setattr(streamlit_page, "DOWNLOAD_SECONDS", 0.0)
+    assert not served_after_two_runs(), "deleted once DOWNLOAD_SECONDS have passed"
+
+
 def hiplot_page():
     import hiplot as hip
 

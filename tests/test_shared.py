@@ -230,7 +230,8 @@ def test_several_objectives_are_shared_retried_and_resumed_as_one(tmp_path, work
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 6 and resumed.done
     told_values = [(t.number, t.params, t.values, t.user_attrs) for t in trials]
-    assert all(t.values == [t.params["x"], t.params["x"] ** 2] for t in complete), told_values
+    # x * x as told: x ** 2 (libm's pow) differs from it in the last bit for about 1 x in 1,200
+    assert all(t.values == [t.params["x"], t.params["x"] * t.params["x"]] for t in complete), told_values
     study = optuna.load_study(study_name=config.name, storage=open_storage(config.storage))
     assert study.metric_names == ["loss", "acc"]
     assert len(study.best_trials) == 6, [(t.number, t.values) for t in complete]  # x against x²: all on the front

@@ -185,7 +185,8 @@ def test_hyperband_prunes_a_curve_logged_with_wandb_log(tmp_path, write_config, 
         method="random",
         seed=2,
         run_cap=10,
-        parameters={"x": {"min": 0.0, "max": 10.0}, "epochs": {"value": epochs}},
+        # 0.2 s an epoch: a decision to prune reaches a busy machine's trial before its last epoch
+        parameters={"x": {"min": 0.0, "max": 10.0}, "epochs": {"value": epochs}, "sleep": {"value": 0.2}},
         early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3},
     )
     done = run_headless(write_config(config), tmp_path)

@@ -122,6 +122,31 @@ def _whole_page_reruns_stay_whole() -> None:
     ScriptRequests.request_rerun = _request_rerun
 
 
+#: How long the file a download click built stays served once nothing on the page refers to it.
+DOWNLOAD_SECONDS = 60.0
+
+
+def _mark_for_delete(self: Any) -> None:
+    if not self._is_marked_for_delete:
+        self._is_marked_for_delete, self._marked_at = True, time.monotonic()
+
+
+def _is_marked_for_delete(self: Any) -> bool:
+    """Streamlit deletes a downloadable file at the second run of the page after it was marked,
+    and the page's status runs every second: a browser that asked for the file later than that
+    (a busy machine, a slow link) got a cancelled download. Deleted ``DOWNLOAD_SECONDS`` after."""
+    return self._is_marked_for_delete and time.monotonic() - self._marked_at >= DOWNLOAD_SECONDS
+
+
+def _downloads_outlive_the_next_runs() -> None:
+    from streamlit.runtime.media_file_manager import MediaFileMetadata
+
+    ORIGINAL.setdefault("mark_for_delete", MediaFileMetadata.mark_for_delete)
+    ORIGINAL.setdefault("is_marked_for_delete", MediaFileMetadata.is_marked_for_delete)
+    MediaFileMetadata.mark_for_delete = _mark_for_delete
+    MediaFileMetadata.is_marked_for_delete = property(_is_marked_for_delete)
+
+
 def send_to_flow(flow_name: str, **values: Any) -> None:
     """Set variables of a flow's state from the page, as ``setattr`` on its ``AppState`` would.
 
@@ -174,5 +199,11 @@ IN_PAGE = (
         *STREAMLIT,
         "a widget changed while a fragment's timer fires runs that fragment alone: the page does not follow the change",
         _whole_page_reruns_stay_whole,
+    ),
+    Fix(
+        *STREAMLIT,
+        "the file a download button's click built is deleted two runs of the page later (2 s): a download asked "
+        "for later is cancelled",
+        _downloads_outlive_the_next_runs,
     ),
 )

@@ -7,4 +7,4 @@ import wandb
 run = wandb.init()
 for epoch in range(1, wandb.config.epochs + 1):
     wandb.log({"loss": wandb.config.x + 10.0 / epoch, "epoch": epoch})
-    time.sleep(0.02)
+    time.sleep(wandb.config.get("sleep", 0.02))
