@@ -234,7 +234,6 @@ def test_a_sweep_on_two_nodes_live_on_the_page_exact_run_cap_and_a_timeout(tmp_p
         two_nodes.address,
         run_cap=5,
         trial_timeout=4,
-        autostart=True,
         parameters={
             "x": {"values": [0.0, 2.0, 3.0, 4.0, 5.0, 6.0]},
             "mode": {"value": "by_x"},
@@ -247,10 +246,15 @@ def test_a_sweep_on_two_nodes_live_on_the_page_exact_run_cap_and_a_timeout(tmp_p
         page = browser.new_page(viewport={"width": 1400, "height": 1500})
         page.goto(url)
         sweep_page = page.frame_locator("iframe").first
+        hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
+        # Run pressed once the page is live: a cold page on a busy machine, the sweep started by
+        # itself, drew its first figures after the few seconds in which trials are running.
+        sweep_page.get_by_text("0 of 5 trials finished · waiting").wait_for(timeout=90_000)
+        hiplot.locator("body").wait_for(timeout=30_000)  # mounted before the click (see STACK: lost clicks)
+        sweep_page.get_by_role("button", name="Run", exact=True).click()
         sweep_page.get_by_text(re.compile(r"[1-4] of 5 trials finished · running")).wait_for(timeout=90_000)
         page.screenshot(path=out / "running.png", full_page=True)
         sweep_page.get_by_text("5 of 5 trials finished · finished").wait_for(timeout=90_000)
-        hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
         hiplot.get_by_text(re.compile(r"6\s*/\s*6")).wait_for(timeout=30_000)  # every trial a line, the FAIL too
         page.screenshot(path=out / "finished.png", full_page=True)
     finally:
