@@ -117,6 +117,19 @@ def start_ui_app(config_path: Path, cwd: Path, log_path: Path, args: tuple[str, 
     raise AssertionError(f"the app did not start:\n{log_path.read_text()}")
 
 
+def press_run_once_live(page, run_cap: int):
+    """Press Run once the page is live (its status drawn, the plot mounted); the sweep's frame.
+
+    A sweep that starts by itself (``autostart``) can run a test's window of running trials before
+    a cold page on a busy machine draws its first figures."""
+    sweep_page = page.frame_locator("iframe").first
+    sweep_page.get_by_text(f"0 of {run_cap} trials finished · waiting").wait_for(timeout=90_000)
+    hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
+    hiplot.locator("body").wait_for(timeout=30_000)  # mounted before the click (see STACK: lost clicks)
+    sweep_page.get_by_role("button", name="Run", exact=True).click()
+    return sweep_page
+
+
 def _page_ready(app_url: str) -> bool:
     """The layout answers (it is 500 for a moment at start-up) and the Streamlit page it names too
     (named once it answers: until then the page shows a spinner)."""

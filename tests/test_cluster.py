@@ -19,7 +19,7 @@ from sweeps.command import Launch, TrialRequest
 from sweeps.resources import Resources
 from sweeps.storage import open_storage
 from tests.conftest import SCRIPTS, artifacts, report_config
-from tests.harness import kill_group, start_app, start_ui_app
+from tests.harness import kill_group, press_run_once_live, start_app, start_ui_app
 from tests.ray_cluster import LocalRayCluster, free_port
 
 ON_CLUSTER = SCRIPTS / "on_cluster.py"
@@ -245,13 +245,8 @@ def test_a_sweep_on_two_nodes_live_on_the_page_exact_run_cap_and_a_timeout(tmp_p
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1500})
         page.goto(url)
-        sweep_page = page.frame_locator("iframe").first
+        sweep_page = press_run_once_live(page, 5)
         hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
-        # Run pressed once the page is live: a cold page on a busy machine, the sweep started by
-        # itself, drew its first figures after the few seconds in which trials are running.
-        sweep_page.get_by_text("0 of 5 trials finished · waiting").wait_for(timeout=90_000)
-        hiplot.locator("body").wait_for(timeout=30_000)  # mounted before the click (see STACK: lost clicks)
-        sweep_page.get_by_role("button", name="Run", exact=True).click()
         sweep_page.get_by_text(re.compile(r"[1-4] of 5 trials finished · running")).wait_for(timeout=90_000)
         page.screenshot(path=out / "running.png", full_page=True)
         sweep_page.get_by_text("5 of 5 trials finished · finished").wait_for(timeout=90_000)

@@ -19,6 +19,7 @@ from tests.harness import (
     CHROMIUM_ARGS,
     ended_within,
     kill_group,
+    press_run_once_live,
     processes_of,
     run_headless,
     start_app,
@@ -59,8 +60,7 @@ def test_a_signal_ends_every_process_of_the_app_and_the_next_app_on_its_storage_
         tmp_path,
         method="random",
         run_cap=12,
-        autostart=True,
-        # 12 s of trials: still running once the page shows them (the works start at once)
+        # 12 s of trials, Run pressed once the page is live
         parameters={"x": {"min": 0.0, "max": 1.0}, "sleep": {"value": 2}},
     )
     path = write_config(config)
@@ -68,9 +68,8 @@ def test_a_signal_ends_every_process_of_the_app_and_the_next_app_on_its_storage_
     try:
         page = browser.new_page()
         page.goto(url)
-        page.frame_locator("iframe").first.get_by_text(
-            re.compile(r"[1-9]\d* of 12 trials finished · running")
-        ).wait_for(timeout=60_000)
+        sweep_page = press_run_once_live(page, 12)
+        sweep_page.get_by_text(re.compile(r"[1-9]\d* of 12 trials finished · running")).wait_for(timeout=60_000)
         assert len(processes_of(app)) >= 6, "the page's server, the API server, the works and their fork servers"
         os.killpg(app.pid, signum) if to == "group" else os.kill(app.pid, signum)
         stopped = time.monotonic()

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from sweeps.storage import open_storage
 from tests.conftest import artifacts, report_config, tradeoff_config
-from tests.harness import CHROMIUM, app_address, kill_group, start_app, start_ui_app, start_worker
+from tests.harness import CHROMIUM, app_address, kill_group, press_run_once_live, start_app, start_ui_app, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -218,11 +218,8 @@ def test_a_brush_on_the_plot_survives_new_trials_and_clearing_it_brings_them_in(
         page = browser.new_page(viewport={"width": 1400, "height": 1500})
         record_console(page, out / "console.log")
         page.goto(url)
-        sweep_page = page.frame_locator("iframe").first
+        sweep_page = press_run_once_live(page, 16)
         hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
-        sweep_page.get_by_text("0 of 16 trials finished · waiting").wait_for(timeout=60_000)
-        hiplot.locator("body").wait_for(timeout=30_000)  # mounted before the click (see STACK: lost clicks)
-        sweep_page.get_by_role("button", name="Run", exact=True).click()
         sweep_page.get_by_text(re.compile(r"\b[3-9] of 16 trials finished · running")).wait_for(timeout=60_000)
         hiplot.locator(".pplot-brush .overlay").first.wait_for(timeout=30_000)
         # (sleep and state, the same for every trial, are hidden by HiPlot)
@@ -314,11 +311,16 @@ def test_an_app_whose_port_another_program_holds_serves_its_page_from_another_po
 
     held = socket.socket()
     held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        held.bind(("127.0.0.1", 7501))
-        held.listen()  # another program's server
-    except OSError:
-        pytest.skip("port 7501 is taken on this machine")
+    deadline = time.monotonic() + 120  # another test's app may hold it for a while (the tests run in two processes)
+    while True:
+        try:
+            held.bind(("127.0.0.1", 7501))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.skip("port 7501 stayed taken on this machine for 120 s")
+            time.sleep(0.2)
+    held.listen()  # another program's server
     try:
         config = report_config(tmp_path, method="random", run_cap=3)
         proc, url = start_ui_app(write_config(config), cwd=tmp_path, log_path=tmp_path / "app.log")
