@@ -131,7 +131,7 @@ def press_run_once_live(page, run_cap: int):
 
 
 def _page_ready(app_url: str) -> bool:
-    """The layout answers (it is 500 for a moment at start-up) and the Streamlit page it names too
+    """The layout answers (503 "starting" until the app publishes its first state) and the Streamlit page it names too
     (named once it answers: until then the page shows a spinner)."""
     layout = _get(app_url + "/api/v1/layout")
     if layout is None:

@@ -625,6 +625,27 @@ def test_the_api_server_serves_a_page_that_asks_nothing_of_the_internet():
     assert patched.get("/static/js/missing.js").status_code == 404
 
 
+def test_the_layout_asked_before_the_apps_first_state_is_503_not_a_500s_traceback(monkeypatch):
+    store = api.global_app_state_store
+    kept = store.get_app_state(api.TEST_SESSION_UUID)
+    patched = Client(api.fastapi_service)
+    try:
+        store.set_app_state(api.TEST_SESSION_UUID, {})  # the API server's store until the app publishes
+        with monkeypatch.context() as unpatched, pytest.raises(KeyError, match="vars"):
+            unpatched.setattr(runtime._layout_route(), "app", runtime.ORIGINAL["layout"])
+            patched.get("/api/v1/layout")  # unpatched: raised in the server, a 500 and its traceback
+        starting = patched.get("/api/v1/layout")
+        assert (starting.status_code, starting.headers["retry-after"]) == (503, "1")
+        assert starting.json() == {"status": "starting"}
+
+        store.set_app_state(api.TEST_SESSION_UUID, {"vars": {"_layout": [{"name": "x", "content": "http://p"}]}})
+        published = patched.get("/api/v1/layout")
+        assert published.status_code == 200
+        assert json.loads(published.json()) == [{"name": "x", "content": "http://p"}], "as Lightning answers it"
+    finally:
+        store.set_app_state(api.TEST_SESSION_UUID, kept)
+
+
 def test_the_pages_streamlit_frame_fetches_no_usage_statistics_config(tmp_path, monkeypatch):
     def gathers(env: dict) -> str:
         shown = subprocess.run(

@@ -17,6 +17,9 @@ the API server serves Lightning's page files edited by :data:`PAGE_EDITS` (its f
 the copy the bundle ships, no web fonts), and the page's Streamlit frame does not fetch Streamlit's
 usage-statistics config (:data:`PAGE_ENV`). The server's process is forked from the main one, so
 patches made here, at import, are the server's too.
+
+The API's layout (``/api/v1/layout``) asked before the app has published its first state answers 503
+"starting" (with ``Retry-After``) rather than a 500 whose traceback lands in the app's terminal.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from fastapi.staticfiles import StaticFiles
 from lightning_app.core import api, constants
 from lightning_app.core.api import LightningUvicornServer
 from lightning_app.runners.multiprocess import MultiProcessRuntime
-from starlette.responses import Response
-from starlette.routing import Mount
-from starlette.types import Scope
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from components.fixes import Fix, shutdown
 
@@ -45,7 +48,17 @@ def _static_mount() -> Mount:
     return next(route for route in api.fastapi_service.routes if isinstance(route, Mount) and route.name == "static")
 
 
-ORIGINAL = {"dispatch": MultiProcessRuntime.dispatch, "run": LightningUvicornServer.run, "static": _static_mount().app}
+def _layout_route() -> Route:
+    """The API server's route of the app's layout (``/api/v1/layout``)."""
+    return next(r for r in api.fastapi_service.routes if isinstance(r, Route) and r.path == "/api/v1/layout")
+
+
+ORIGINAL = {
+    "dispatch": MultiProcessRuntime.dispatch,
+    "run": LightningUvicornServer.run,
+    "static": _static_mount().app,
+    "layout": _layout_route().app,
+}
 
 #: Edits of Lightning's page files (paths under its static dir), each a text found exactly once in its
 #: file -> its replacement. A file that does not hold each of its texts exactly once is served as it is.
@@ -166,6 +179,19 @@ def _serve_the_page_offline() -> None:
         mount.app = mount._base_app = PageFiles(directory=original.directory, check_dir=False)
 
 
+async def _layout_once_published(scope: Scope, receive: Receive, send: Send) -> None:
+    """The layout, once the app has published a state to take it from; 503 until then."""
+    if "vars" in api.global_app_state_store.get_app_state(api.TEST_SESSION_UUID):
+        await ORIGINAL["layout"](scope, receive, send)
+        return
+    starting = JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
+    await starting(scope, receive, send)
+
+
+def _answer_the_layout_once_published() -> None:
+    _layout_route().app = _layout_once_published
+
+
 def _no_usage_stats() -> None:
     PAGE_ENV["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
 
@@ -183,6 +209,12 @@ FIXES = (
         "the page loads its footer's logo from storage.googleapis.com and its fonts from fonts.googleapis.com: "
         "offline, a broken image and failed requests",
         _serve_the_page_offline,
+    ),
+    Fix(
+        "lightning-app",
+        "2.3.2",
+        "the API's layout asked before the app's first state is a 500, its KeyError traceback in the app's terminal",
+        _answer_the_layout_once_published,
     ),
     Fix(
         "streamlit",
