@@ -78,6 +78,14 @@ class LocalRayCluster:
 
         return json.loads(done.stdout.strip().splitlines()[-1])
 
+    def raylet_pids(self) -> set[int]:
+        """Its nodes' raylets (every process Ray starts on a node names its raylet in ``RAY_RAYLET_PID``)."""
+        return {
+            p.pid
+            for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "raylet" and any(self.temp_dir in arg for arg in p.info["cmdline"] or [])
+        }
+
     def kill_node(self, node_id: str) -> None:
         """Kill that node's raylet (``kill -9``), and with it the workers it started: a lost machine."""
         for process in psutil.process_iter(["cmdline"]):

@@ -219,9 +219,18 @@ def cluster_config(tmp_path: Path, address: str, **overrides) -> dict:
     return config
 
 
-def trial_processes() -> list[psutil.Process]:
-    """Trials' fork servers running on this machine (on any node of a test cluster)."""
-    return [p for p in psutil.process_iter(["cmdline"]) if "sweeps.forkserver" in " ".join(p.info["cmdline"] or [])]
+def trial_processes(cluster: LocalRayCluster) -> list[psutil.Process]:
+    """Trials' fork servers that ``cluster``'s nodes started (the other test process runs apps of its own)."""
+    raylets = {str(pid) for pid in cluster.raylet_pids()}
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            forkserver = "sweeps.forkserver" in " ".join(p.info["cmdline"] or [])
+            if forkserver and p.environ().get("RAY_RAYLET_PID") in raylets:
+                found.append(p)
+        except psutil.Error:  # ended meanwhile
+            continue
+    return found
 
 
 @pytest.mark.slow
@@ -251,6 +260,10 @@ def test_a_sweep_on_two_nodes_live_on_the_page_exact_run_cap_and_a_timeout(tmp_p
         hiplot = sweep_page.frame_locator("iframe[title*='hiplot']")
         sweep_page.get_by_text(re.compile(r"[1-4] of 5 trials finished · running")).wait_for(timeout=90_000)
         page.screenshot(path=out / "running.png", full_page=True)
+        deadline = time.monotonic() + 20
+        while not trial_processes(two_nodes) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert trial_processes(two_nodes), "trials run on the cluster's nodes (and are told from other tests' by it)"
         sweep_page.get_by_text("5 of 5 trials finished · finished").wait_for(timeout=90_000)
         hiplot.get_by_text(re.compile(r"6\s*/\s*6")).wait_for(timeout=30_000)  # every trial a line, the FAIL too
         page.screenshot(path=out / "finished.png", full_page=True)
@@ -271,9 +284,9 @@ def test_a_sweep_on_two_nodes_live_on_the_page_exact_run_cap_and_a_timeout(tmp_p
         log = (tmp_path / "results" / "logs" / f"{t.number}.log").read_text()
         assert "hanging" in log if t.params["x"] == 0 else f"loss={t.params['x']}\n" in log
     deadline = time.monotonic() + 10
-    while trial_processes() and time.monotonic() < deadline:
+    while trial_processes(two_nodes) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not trial_processes(), "the app gone, nothing of it runs on the cluster"
+    assert not trial_processes(two_nodes), "the app gone, nothing of it runs on the cluster"
 
 
 @pytest.mark.slow
