@@ -238,7 +238,7 @@ def trial_processes(cluster: LocalRayCluster) -> list[psutil.Process]:
 def test_a_sweep_on_two_nodes_live_on_the_page_exact_run_cap_and_a_timeout(tmp_path, write_config, browser, two_nodes):
     out = artifacts("cluster")
     # x = 0 hangs until its timeout; the five others finish: run_cap 5 is reached once all six have run.
-    # The grid's order is random: seed 1 visits x = 0 fourth (the sixth, it would never start).
+    # The grid visits its points in a random order, and x = 0 visited sixth would never start: seed 1 visits it fourth.
     config = cluster_config(
         tmp_path,
         two_nodes.address,
