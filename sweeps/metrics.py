@@ -132,7 +132,7 @@ class MetricReader:
             self.checkpoint = rest
         elif kind == trainer.RESUMED:
             self.resumed_from = _step(parse_line(rest))
-        elif kind in (trainer.VALIDATION, trainer.FINAL):
+        elif kind in (trainer.VALIDATION, trainer.FINAL, trainer.RESTORED):
             if kind == trainer.VALIDATION:
                 self.validation_times.append(time.monotonic())
             found = parse_line(rest)

@@ -355,8 +355,9 @@ class Sweep:
         return frozen
 
     def _continue_curve(self, trial: optuna.Trial, resumed_from: int) -> None:
-        """A run that continued an interrupted trial reported from ``resumed_from`` on: the steps
-        before it are the interrupted trial's, and the stored curve is whole."""
+        """A run that continued an interrupted trial reported its checkpoint's curve, then from
+        ``resumed_from`` on. The interrupted trial's stored values fill the steps before it that the
+        run did not report: those of a metric the script printed itself, which no checkpoint keeps."""
         interrupted = optuna_internals.as_created(trial).user_attrs.get(record.RETRY_OF_ATTR)
         if interrupted is None or len(self.config.objectives) != 1:
             return

@@ -42,7 +42,9 @@ TRACED = "traced"
 FINAL = "final"
 #: At the end of fit, when a ModelCheckpoint saved one: ``[sweeps] checkpoint: /abs/path/epoch=9-step=230.ckpt``.
 CHECKPOINT = "checkpoint:"
-#: When fit continued from the trial's last checkpoint: ``[sweeps] resumed epoch=6`` (the first epoch it runs).
+#: When fit continues from the trial's last checkpoint, first each validation the checkpoint's run made
+#: (``[sweeps] restored epoch=2 val_loss=0.52``), then ``[sweeps] resumed epoch=6`` (the first epoch it runs).
+RESTORED = "restored"
 RESUMED = "resumed"
 #: The trial's last checkpoint, in its directory: saved after each validation, continued from by a retry.
 RESUME_CHECKPOINT = "resume.ckpt"
@@ -191,14 +193,16 @@ def callback_class(package: str) -> type:
             self.hooks = hooks
             self.last: dict[str, float] = {}
             self.pruned = False
-            self.validated: list[Any] | None = None  # the last validation: step name, step, metrics
+            self.curve: list[list[Any]] = []  # every validation of the trial so far: step name, step, metrics
             self.restored: dict[str, Any] | None = None  # what the checkpoint fit continues from holds
 
         def state_dict(self) -> dict[str, Any]:
             """Saved in each checkpoint: the random generators' states, so that a run continuing from it
             draws what the interrupted one would have (Lightning's checkpoints do not keep them), and the
-            validation it was saved after, whose values the interrupted run may not have got across."""
-            return {"rng": _rng_states(), "validated": self.validated}
+            trial's curve up to it. The whole curve, not the last value: a killed run's last values may
+            not have reached the storage (they travel from the work to the flow in batches), and its
+            script may outlive the work long enough to write another checkpoint."""
+            return {"rng": _rng_states(), "curve": self.curve}
 
         def load_state_dict(self, state_dict: dict[str, Any]) -> None:
             self.restored = state_dict
@@ -210,10 +214,12 @@ def callback_class(package: str) -> type:
                 _set_rng_states(self.restored["rng"])
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-            if self.restored is not None and trainer.is_global_zero:  # the first epoch this run trains
-                if self.restored.get("validated"):
-                    step_name, step, metrics = self.restored["validated"]
-                    print(validation_line(metrics, step_name, step), flush=True)
+            if self.restored is None:
+                return
+            self.curve = self.restored["curve"]
+            if trainer.is_global_zero:  # the first epoch this run trains
+                for step_name, step, metrics in self.curve:
+                    print(validation_line(metrics, step_name, step, RESTORED), flush=True)
                 step_name, step = _step(trainer)
                 print(f"{TAG} {RESUMED} {step_name}={step}", flush=True)
             self.restored = None
@@ -222,7 +228,7 @@ def callback_class(package: str) -> type:
             # Not the sanity check, nor a trainer.validate() after fit: those are no epoch of training.
             if trainer.sanity_checking or trainer.state.fn != "fit":
                 return
-            self.validated = [*_step(trainer), _metrics(trainer)]
+            self.curve.append([*_step(trainer), _metrics(trainer)])
             if trainer.checkpoint_callbacks:  # first: a value reported is never ahead of the checkpoint
                 self._save_checkpoint(trainer)
             if trainer.is_global_zero:

@@ -13,6 +13,7 @@ from sweeps.supervise import ProcessEnd
 from sweeps.trainer import (
     FINAL,
     MIN_GRACE_SECONDS,
+    RESTORED,
     checkpoint_line,
     lightning_imports,
     prune_grace,
@@ -139,12 +140,13 @@ def test_a_pruned_trial_keeps_its_checkpoint():
     assert (result.state, result.value, result.user_attrs[CHECKPOINT_ATTR]) == (PRUNED, 0.9, "/c.ckpt")
 
 
-def test_a_continuing_run_says_the_first_epoch_it_trains_and_reports_from_its_checkpoints_validation():
+def test_a_continuing_run_says_the_first_epoch_it_trains_and_reports_its_checkpoints_curve():
     reader = read(
-        validation_line({"val_loss": 0.5}, "epoch", 5),  # the checkpoint's own validation, repeated
+        *(validation_line({"val_loss": 1 - e / 10}, "epoch", e, RESTORED) for e in range(6)),
         "[sweeps] resumed epoch=6",
         validation_line({"val_loss": 0.4}, "epoch", 6),
     )
-    assert reader.values == [(5, 0.5), (6, 0.4)] and reader.resumed_from == 6
+    assert reader.values == [(e, 1 - e / 10) for e in range(7)] and reader.resumed_from == 6
+    assert len(reader.validation_times) == 1, "a restored validation took no time in this run"
     result = judge(0, reader, ProcessEnd())
     assert (result.state, result.value, result.user_attrs["resumed_from"]) == (COMPLETE, 0.4, 6)
