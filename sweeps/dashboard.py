@@ -101,7 +101,7 @@ class Progress:
 
     finished: int
     run_cap: int
-    elapsed: float | None  # seconds since Run, None before
+    elapsed: float | None  # seconds since Run (a sweep found finished: its trials' span), None before
     remaining: float | None  # estimated seconds left, None while there is nothing to go by
 
     @property
@@ -113,7 +113,9 @@ def progress(log: TrialLog, run_cap: int, started: float, ended: float, now: flo
     """``started``/``ended``: when the sweep started and ended in this app (epoch seconds, 0 if not).
 
     Time left extrapolates the rate at which trials finished since this app started the sweep
-    (trials kept from an earlier run do not count towards the rate).
+    (trials kept from an earlier run do not count towards the rate). An app that found its sweep
+    finished ran it for no time at all: its elapsed time is then the span of the sweep's trials,
+    from the first start to the last end, which is what its reader wants to know.
     """
     now = time.time() if now is None else now
     finished = log.tally.finished
@@ -121,6 +123,8 @@ def progress(log: TrialLog, run_cap: int, started: float, ended: float, now: flo
         return Progress(finished, run_cap, None, None)
     elapsed = (ended or now) - started
     if finished >= run_cap:
+        if ended and not any(t.datetime_start and t.datetime_start.timestamp() >= started for t in log.trials):
+            elapsed = _span(log.trials)
         return Progress(finished, run_cap, elapsed, 0.0)
     if ended:  # stopped or gave up: nothing more will run
         return Progress(finished, run_cap, elapsed, None)
@@ -130,6 +134,13 @@ def progress(log: TrialLog, run_cap: int, started: float, ended: float, now: flo
     )
     remaining = (run_cap - finished) * elapsed / this_run if this_run else None
     return Progress(finished, run_cap, elapsed, remaining)
+
+
+def _span(trials: list[FrozenTrial]) -> float | None:
+    """From the first trial's start to the last one's end (None without an ended trial)."""
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else None
 
 
 def format_duration(seconds: float | None) -> str:

@@ -141,6 +141,16 @@ def test_progress_before_run_after_the_end_and_when_stopped():
     assert (done.elapsed, done.remaining, done.fraction) == (30, 0.0, 1.0)
 
 
+def test_an_app_that_found_its_sweep_finished_shows_the_span_of_its_trials():
+    log = TrialLog(["minimize"])
+    log.update([trial(0, value=1.0, ended=40), trial(1, value=2.0, ended=95)])  # started at T0, ended later
+    found = T0.timestamp() + 3600  # this app, an hour later: nothing left to run, ended as it started
+    done = progress(log, 2, started=found, ended=found, now=found + 5)
+    assert (done.elapsed, done.remaining) == (95, 0.0), "the sweep's first start to its last end, not 0 s"
+    ran_here = progress(log, 2, started=T0.timestamp() - 1, ended=T0.timestamp() + 100)
+    assert ran_here.elapsed == 101, "a sweep this app ran: the time it ran here"
+
+
 @pytest.mark.parametrize(
     "seconds, text", [(None, "—"), (0.26, "0.3 s"), (12, "12 s"), (185, "3 min 05 s"), (3725, "1 h 02 min")]
 )
