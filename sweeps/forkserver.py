@@ -12,6 +12,9 @@ child writes to (its output, its errors, its result), over a Unix socket; the se
 child and answers with its pid, then with its wait status once it has ended. The work reads the
 pipes, enforces deadlines and prunes (``sweeps.supervise``), killing the child's process group
 directly. The server dies with the work (``PR_SET_PDEATHSIG``) and its children with it.
+
+The server's process imports this module and what a trial's child needs, nothing of the app's config
+(pydantic, PyYAML: ~0.2 s of a server's start, on the way to every slot's first trial).
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import sys
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps.child import ScriptRun, child_main, die_with_parent
-from sweeps.resources import UNMANAGED, Share
 from sweeps.trainer import trainer_packages
+
+if TYPE_CHECKING:
+    from sweeps.resources import Share
 
 #: The directory holding the ``sweeps`` package, for the server's interpreter to import it from.
 _ROOT = str(Path(__file__).resolve().parent.parent)
@@ -44,9 +49,11 @@ class ServerLost(RuntimeError):
 class ForkServer:
     """The work's handle on its fork server, started on first use and again if it was lost."""
 
-    def __init__(self, program: str, share: Share = UNMANAGED) -> None:
+    def __init__(self, program: str, share: Share | None = None) -> None:
+        from sweeps.resources import UNMANAGED  # here: the server's process never needs it
+
         self.program = program  # whose imports the server loads once
-        self.share = share  # the slot's devices and cores: the server's, before it imports anything
+        self.share = UNMANAGED if share is None else share  # the slot's devices and cores, the server's from its start
         self._socket: socket.socket | None = None
         self._process: subprocess.Popen | None = None
         self._pending = b""

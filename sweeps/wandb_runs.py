@@ -28,8 +28,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 #: Starts the lines the tracer prints: ``[sweeps-wandb] log {"step": 3, "logged": {"loss": 0.4}}``.
 TAG = "[sweeps-wandb]"
 LOG, SUMMARY = "log", "summary"
@@ -92,6 +90,8 @@ def environment(trial_dir: Path, params_file: Path, resume: bool = False) -> dic
 def params_file_text(params: Mapping[str, Any]) -> str:
     """The parameters as W&B's agent writes them for ``wandb.config``: ``{name: {value: v}}``, nested
     parameters (``optimizer.lr``) as one value holding a mapping (``optimizer: {value: {lr: ...}}``)."""
+    import yaml  # here, not at the top: every trial's fork server imports this module, and most never write it
+
     nested: dict[str, Any] = {}
     for name, value in params.items():
         *parents, leaf = name.split(".")

@@ -46,6 +46,14 @@ def test_a_child_runs_the_script_with_its_arguments_and_reports_its_status_and_g
     assert pid != os.getpid() and psutil.Process(server._process.pid).pid != os.getpid()
 
 
+def test_a_child_starts_without_the_apps_config_libraries_loaded(server, tmp_path):
+    """The child is a fork of the server: what the server imported, every trial starts with (and every
+    slot's first trial waits for). The server imports neither pydantic nor PyYAML (~0.2 s)."""
+    _, out, _, _ = spawn(server, tmp_path, "import sys\nprint(sorted({'pydantic', 'yaml'} & set(sys.modules)))\n")
+    server.wait()
+    assert read_all(out) == "[]\n"
+
+
 def test_exit_codes_exceptions_and_signals_reach_the_work(server, tmp_path):
     spawn(server, tmp_path, "import sys\nsys.exit(3)\n")
     assert os.WEXITSTATUS(server.wait()) == 3
