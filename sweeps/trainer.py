@@ -216,12 +216,15 @@ def callback_class(package: str) -> type:
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             if self.restored is None:
                 return
-            self.curve = self.restored["curve"]
-            if trainer.is_global_zero:  # the first epoch this run trains
-                for step_name, step, metrics in self.curve:
-                    print(validation_line(metrics, step_name, step, RESTORED), flush=True)
-                step_name, step = _step(trainer)
-                print(f"{TAG} {RESUMED} {step_name}={step}", flush=True)
+            # Only a run continuing this trial has its curve to report: a script may also fit from a
+            # checkpoint of another trial (fine-tuning the best of an earlier sweep), whose curve is not this one's.
+            if self.hooks.resume:
+                self.curve = self.restored.get("curve", [])
+                if trainer.is_global_zero:  # the first epoch this run trains
+                    for step_name, step, metrics in self.curve:
+                        print(validation_line(metrics, step_name, step, RESTORED), flush=True)
+                    step_name, step = _step(trainer)
+                    print(f"{TAG} {RESUMED} {step_name}={step}", flush=True)
             self.restored = None
 
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:

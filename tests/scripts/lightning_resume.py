@@ -1,7 +1,8 @@
 """A Lightning script for the resume tests: 10 epochs (``--epochs``) of a tiny model whose training
 draws random numbers every epoch (shuffled batches, dropout), so that a run continued from a
 checkpoint ends on the same value as an uninterrupted one only if it continues exactly.
-``--sleep`` slows each training step down. It knows nothing of Sweeps."""
+``--sleep`` slows each training step down; ``--init_from`` fits from a checkpoint of the script's
+choosing. It knows nothing of Sweeps."""
 
 import argparse
 import time
@@ -15,6 +16,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--lr", type=float, default=0.05)
 parser.add_argument("--epochs", type=int, default=10)
 parser.add_argument("--sleep", type=float, default=0.0)
+parser.add_argument("--init_from", default=None)  # a checkpoint to fit from, the script's own choice
 args = parser.parse_args()
 
 
@@ -43,4 +45,6 @@ data = TensorDataset(x, x.sum(dim=1, keepdim=True))
 trainer = Trainer(
     max_epochs=args.epochs, accelerator="auto", logger=False, enable_progress_bar=False, enable_model_summary=False
 )
-trainer.fit(Noisy(), DataLoader(data, batch_size=16, shuffle=True), DataLoader(data, batch_size=96))
+trainer.fit(
+    Noisy(), DataLoader(data, batch_size=16, shuffle=True), DataLoader(data, batch_size=96), ckpt_path=args.init_from
+)
