@@ -205,7 +205,10 @@ def callback_class(package: str) -> type:
             return {"rng": _rng_states(), "curve": self.curve}
 
         def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-            self.restored = state_dict
+            # Only a run continuing this trial takes its checkpoint's generators and curve: a script may
+            # also fit from a checkpoint of another trial (fine-tuning the best of an earlier sweep), whose
+            # randomness and curve are not this trial's.
+            self.restored = state_dict if self.hooks.resume else None
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
             # Here, not when loaded: fit draws from the generators between the two (its sanity check,
@@ -216,15 +219,12 @@ def callback_class(package: str) -> type:
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             if self.restored is None:
                 return
-            # Only a run continuing this trial has its curve to report: a script may also fit from a
-            # checkpoint of another trial (fine-tuning the best of an earlier sweep), whose curve is not this one's.
-            if self.hooks.resume:
-                self.curve = self.restored.get("curve", [])
-                if trainer.is_global_zero:  # the first epoch this run trains
-                    for step_name, step, metrics in self.curve:
-                        print(validation_line(metrics, step_name, step, RESTORED), flush=True)
-                    step_name, step = _step(trainer)
-                    print(f"{TAG} {RESUMED} {step_name}={step}", flush=True)
+            self.curve = self.restored.get("curve", [])
+            if trainer.is_global_zero:  # the first epoch this run trains
+                for step_name, step, metrics in self.curve:
+                    print(validation_line(metrics, step_name, step, RESTORED), flush=True)
+                step_name, step = _step(trainer)
+                print(f"{TAG} {RESUMED} {step_name}={step}", flush=True)
             self.restored = None
 
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:

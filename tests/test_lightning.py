@@ -229,16 +229,20 @@ def test_a_killed_trial_continues_from_its_last_checkpoint_to_the_uninterrupted_
 
 
 def test_a_trial_fitting_from_another_trials_checkpoint_reports_its_own_epochs_only(tmp_path):
-    """Fine-tuning the best trial of an earlier sweep: its checkpoint holds that trial's curve and
-    epoch, neither of which is this trial's (it continues no interrupted run)."""
+    """Fine-tuning the best trial of an earlier sweep: its checkpoint holds that trial's curve, epoch
+    and random generators' states, none of which is this trial's (it continues no interrupted run)."""
     work = make_work(SCRIPTS / "lightning_resume.py", tmp_path / "results", "val_loss", timeout=120)
     work.run(0, {"lr": 0.01})
     source = work.result_of(0).user_attrs[CHECKPOINT_ATTR]
-    work.run(1, {"lr": 0.01, "epochs": 12, "init_from": source})
-    tuned = work.result_of(1)
-    assert tuned.state == "COMPLETE", tuned.reason
-    assert [step for step, _ in work.values_of(1)] == [10, 11] and "resumed_from" not in tuned.user_attrs
-    assert "[sweeps] restored" not in log_of(work, 1) and "[sweeps] resumed" not in log_of(work, 1)
+    values = []
+    for number, seed in ((1, 1), (2, 2)):
+        work.run(number, {"lr": 0.01, "epochs": 12, "init_from": source, "seed": seed})
+        tuned = work.result_of(number)
+        assert tuned.state == "COMPLETE", tuned.reason
+        assert [step for step, _ in work.values_of(number)] == [10, 11] and "resumed_from" not in tuned.user_attrs
+        assert "[sweeps] restored" not in log_of(work, number) and "[sweeps] resumed" not in log_of(work, number)
+        values.append(tuned.value)
+    assert values[0] != values[1], "each seed draws its own batches and dropout"
 
 
 def resume_config(tmp_path, **overrides) -> dict:

@@ -17,6 +17,7 @@ parser.add_argument("--lr", type=float, default=0.05)
 parser.add_argument("--epochs", type=int, default=10)
 parser.add_argument("--sleep", type=float, default=0.0)
 parser.add_argument("--init_from", default=None)  # a checkpoint to fit from, the script's own choice
+parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
 
@@ -39,8 +40,8 @@ class Noisy(LightningModule):
 
 
 torch.set_num_threads(1)
-seed_everything(0)
-x = torch.randn(96, 4)
+seed_everything(args.seed)
+x = torch.randn(96, 4, generator=torch.Generator().manual_seed(0))  # the same data whatever the seed
 data = TensorDataset(x, x.sum(dim=1, keepdim=True))
 trainer = Trainer(
     max_epochs=args.epochs, accelerator="auto", logger=False, enable_progress_bar=False, enable_model_summary=False
