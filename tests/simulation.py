@@ -4,7 +4,7 @@ Each simulated worker is a :class:`~sweeps.sweep.Sweep` of its own (its own stor
 heartbeats), asking for a trial, sleeping for the trial's fixed duration, and telling the result,
 as a headless app's worker does between its slots. Workers are threads, spread over a few
 processes so that one interpreter lock does not time every ask. The sweep's storage is a
-PostgreSQL server, directly or through ``sweeps-proxy``; a thread counts the server's connections.
+PostgreSQL server, directly or through ``sweeps-proxy``; a thread counts the connections to it.
 
 No pytest here: ``benchmarks/many_workers.py`` runs the same simulation at a larger scale.
 """
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+import psutil
 import sqlalchemy
 
 from tests.harness import PROJECT, write_config
@@ -31,7 +32,7 @@ sys.path.insert(0, str(PROJECT))
 from sweeps import record  # noqa: E402
 from sweeps.config import load_config  # noqa: E402
 from sweeps.result import COMPLETE, TrialResult  # noqa: E402
-from sweeps.storage import open_storage, with_driver  # noqa: E402
+from sweeps.storage import open_storage  # noqa: E402
 from sweeps.sweep import Sweep  # noqa: E402
 
 PROGRAM = PROJECT / "tests" / "scripts" / "report.py"  # never run: the config needs a program
@@ -73,29 +74,42 @@ def start_proxy(url: str, connections: int) -> tuple[subprocess.Popen, str]:
 
 
 class ConnectionCounter(threading.Thread):
-    """The most client connections the PostgreSQL server had at once (this counter's own excluded)."""
+    """The most connections to the PostgreSQL server that this process's children held at once: all
+    of them (:attr:`peak`), and those of processes other than ``sweeps-proxy`` (:attr:`peak_workers`).
+
+    Counted on the clients' side (psutil), not from the server's ``pg_stat_activity``, which counts
+    every process on the machine: another test process's storages come and go during a run.
+    """
 
     def __init__(self, url: str, every: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.peak = 0
-        self._engine = sqlalchemy.create_engine(with_driver(url), poolclass=sqlalchemy.pool.NullPool)
+        self.peak_workers = 0
+        self._port = sqlalchemy.engine.make_url(url).port or 5432
         self._every = every
         self._done = threading.Event()
 
     def run(self) -> None:
-        query = sqlalchemy.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-        )
-        # Autocommit: within a transaction, PostgreSQL answers pg_stat_activity from its first snapshot.
-        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            while not self._done.is_set():
-                self.peak = max(self.peak, connection.execute(query).scalar())
-                time.sleep(self._every)
+        while not self._done.is_set():
+            proxy = workers = 0
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    held = self._held(child)
+                    is_proxy = "sweeps.proxy" in child.cmdline()
+                except psutil.Error:  # ended meanwhile
+                    continue
+                proxy, workers = (proxy + held, workers) if is_proxy else (proxy, workers + held)
+            self.peak = max(self.peak, proxy + workers)
+            self.peak_workers = max(self.peak_workers, workers)
+            time.sleep(self._every)
+
+    def _held(self, process: psutil.Process) -> int:
+        connections = getattr(process, "net_connections", process.connections)("tcp")  # psutil >= 6 renamed it
+        return sum(c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port == self._port for c in connections)
 
     def stop(self) -> int:
         self._done.set()
         self.join()
-        self._engine.dispose()
         return self.peak
 
 
@@ -108,7 +122,8 @@ class Report:
     lost: int  # trials failed as ``worker lost``
     asks: list[tuple[int, float]] = field(default_factory=list)  # every ask that started a trial: (number, ms)
     told: list[int] = field(default_factory=list)  # the trial numbers told, by any worker
-    peak_connections: int = 0
+    peak_connections: int = 0  # to the database, by every process of the simulation (the proxy's included)
+    peak_worker_connections: int = 0  # by the workers' processes themselves
 
     @property
     def trials_per_second(self) -> float:
@@ -219,7 +234,7 @@ def simulate(
         for child in children:
             child.kill()
     wall = time.perf_counter() - started
-    peak = counter.stop()
+    counter.stop()
     asks, told = [], []
     for out in outs:
         if out.exists():
@@ -237,7 +252,8 @@ def simulate(
         lost=reasons.count(record.WORKER_LOST),
         asks=asks,
         told=told,
-        peak_connections=peak,
+        peak_connections=counter.peak,
+        peak_worker_connections=counter.peak_workers,
     )
 
 
