@@ -104,8 +104,10 @@ class ConnectionCounter(threading.Thread):
             time.sleep(self._every)
 
     def _held(self, process: psutil.Process) -> int:
-        connections = getattr(process, "net_connections", process.connections)("tcp")  # psutil >= 6 renamed it
-        return sum(c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port == self._port for c in connections)
+        # psutil 6 renamed connections() to net_connections(); the old name is deprecated, to be removed.
+        listing = getattr(process, "net_connections", None) or process.connections
+        open_to_server = (c for c in listing("tcp") if c.status == psutil.CONN_ESTABLISHED and c.raddr)
+        return sum(c.raddr.port == self._port for c in open_to_server)
 
     def stop(self) -> int:
         self._done.set()
