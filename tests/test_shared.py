@@ -282,8 +282,11 @@ def run_workers(tmp_path, write_config, shared_storage, kill_one: bool):
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     workers = []
     try:
-        for i, log in enumerate(logs):
-            workers.append(start_worker(path, tmp_path / f"worker{i}", log))
+        workers.append(start_worker(path, tmp_path / "worker0", logs[0]))  # back once it runs trials
+        for i in (1, 2):  # not waited for: each start takes seconds on a busy machine, worker 0 running the sweep
+            cwd = tmp_path / f"worker{i}"
+            cwd.mkdir()
+            workers.append(start_app("app_wo_ui.py", path, cwd, open(logs[i], "w"), subprocess.STDOUT))
         if kill_one:  # as worker 0 ends a trial its slot has its next one: it dies mid-trial, whatever the clock
             wait_for_next_finished_trial(logs[0], workers[0])
             os.killpg(workers[0].pid, signal.SIGKILL)
