@@ -180,11 +180,23 @@ def brush_selection_heights(hiplot) -> list[float]:
 
 
 def axes_left_to_right(hiplot) -> list[str]:
-    """The names of HiPlot's visible axes, left to right (each axis is a group translated along x)."""
-    return hiplot.locator(".dimension").evaluate_all(
-        "els => els.map(e => [+e.getAttribute('transform').match(/translate\\(([-\\d.]+)/)[1],"
-        " e.querySelector('.label-name').textContent]).sort((a, b) => a[0] - b[0]).map(a => a[1])"
-    )
+    """The names of HiPlot's visible axes, left to right (each axis is a group translated along x).
+
+    HiPlot redraws the axes when new trials arrive, adding an axis's group before its label: the axes are
+    read again until every group has both.
+    """
+    for _ in range(100):
+        axes = hiplot.locator(".dimension").evaluate_all(
+            "els => { const axes = els.map(e => [(e.getAttribute('transform') || '').match(/translate\\(([-\\d.]+)/),"
+            " e.querySelector('.label-name')]);"
+            " return axes.every(([at, label]) => at && label)"
+            " ? axes.map(([at, label]) => [+at[1], label.textContent]).sort((a, b) => a[0] - b[0]).map(a => a[1])"
+            " : null; }"
+        )
+        if axes is not None:
+            return axes
+        time.sleep(0.1)
+    raise AssertionError("HiPlot's axes are not drawn")
 
 
 def axis_brush_box(hiplot, name: str) -> dict:
