@@ -114,17 +114,18 @@ def progress(log: TrialLog, run_cap: int, started: float, ended: float, now: flo
 
     Time left extrapolates the rate at which trials finished since this app started the sweep
     (trials kept from an earlier run do not count towards the rate). An app that found its sweep
-    finished ran it for no time at all: its elapsed time is then the span of the sweep's trials,
-    from the first start to the last end, which is what its reader wants to know.
+    over (``run_cap`` or the target reached) ran it for no time at all: its elapsed time is then the
+    span of the sweep's trials, from the first start to the last end, which is what its reader wants
+    to know.
     """
     now = time.time() if now is None else now
     finished = log.tally.finished
     if not started:
         return Progress(finished, run_cap, None, None)
     elapsed = (ended or now) - started
+    if ended and not any(t.datetime_start and t.datetime_start.timestamp() >= started for t in log.trials):
+        elapsed = _span(log.trials)
     if finished >= run_cap:
-        if ended and not any(t.datetime_start and t.datetime_start.timestamp() >= started for t in log.trials):
-            elapsed = _span(log.trials)
         return Progress(finished, run_cap, elapsed, 0.0)
     if ended:  # stopped or gave up: nothing more will run
         return Progress(finished, run_cap, elapsed, None)

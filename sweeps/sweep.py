@@ -132,10 +132,14 @@ class Sweep:
         return self.control.stopped
 
     @property
+    def complete(self) -> bool:
+        """``run_cap`` trials finished, or one reached the target: nothing is left to run, whatever Run says."""
+        return self.tally.finished >= self.config.run_cap or self.tally.target_reached
+
+    @property
     def done(self) -> bool:
         """No trial is to start any more (those running are still to be told)."""
-        tally = self.tally
-        return tally.finished >= self.config.run_cap or self.gave_up or tally.target_reached or self.stopped
+        return self.complete or self.gave_up or self.stopped
 
     def has_room(self) -> bool:
         """Whether another trial may start: finished and running trials (every worker's) below ``run_cap``."""

@@ -70,6 +70,9 @@ class Worker:
         what ended, start what ``run_cap`` allows; end once the sweep is done and nothing runs."""
         sweep = self.sweep
         sweep.poll()
+        if self.status == Status.WAITING and sweep.complete:  # found so, or other workers completed it
+            self._end()
+            return
         if request == Request.RUN and self.status == Status.WAITING:
             sweep.request(Request.RUN)  # starting a worker (or Run) runs a stopped sweep again
             self._set(Status.RUNNING)
@@ -133,6 +136,7 @@ class Worker:
         now = time.time()
         if status.active and not self.started_at:
             self.started_at = now
-        if not status.active and self.started_at and not self.ended_at:
+        if status.over and not self.ended_at:
+            self.started_at = self.started_at or now  # ended as it started: it found nothing to run
             self.ended_at = now
         self.status = status

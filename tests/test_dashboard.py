@@ -147,6 +147,8 @@ def test_an_app_that_found_its_sweep_finished_shows_the_span_of_its_trials():
     found = T0.timestamp() + 3600  # this app, an hour later: nothing left to run, ended as it started
     done = progress(log, 2, started=found, ended=found, now=found + 5)
     assert (done.elapsed, done.remaining) == (95, 0.0), "the sweep's first start to its last end, not 0 s"
+    target_reached = progress(log, 5, started=found, ended=found, now=found + 5)
+    assert (target_reached.elapsed, target_reached.remaining) == (95, None), "over before run_cap, the same"
     ran_here = progress(log, 2, started=T0.timestamp() - 1, ended=T0.timestamp() + 100)
     assert ran_here.elapsed == 101, "a sweep this app ran: the time it ran here"
 

@@ -3,6 +3,7 @@
 import ast
 import re
 
+import pytest
 from optuna.trial import TrialState
 
 from sweeps.config import parse_config
@@ -111,6 +112,20 @@ def test_nothing_starts_before_run(tmp_path):
         worker.step(None)
     worker.step(Request.STOP)  # nothing to stop yet
     assert (worker.status, slot.started, worker.started_at) == (Status.WAITING, [], 0.0)
+
+
+@pytest.mark.parametrize("target, finished", [(None, 5), (10.0, 1)])  # every value reaches 10: the first ends it
+def test_a_sweep_found_complete_ends_finished_without_run(tmp_path, target, finished):
+    metric = {"name": "loss", "goal": "minimize", "target": target}
+    first = Worker(open_sweep(tmp_path, metric=metric), [Slot(lambda n, p: TrialResult(n, COMPLETE, value=p["x"]))])
+    run(first)
+    slot = Slot(lambda n, p: TrialResult(n, COMPLETE, value=1.0))
+    lines = []
+    again = Worker(open_sweep(tmp_path, metric=metric), [slot], say=lines.append)  # the app restarted on its storage
+    again.step(None)
+    assert (again.status, slot.started) == (Status.FINISHED, []), "no Run needed, and none would start a trial"
+    assert again.started_at == again.ended_at > 0, "ended as it started: the page shows its trials' span"
+    assert lines[0] == f"sweep test: finished, {finished}/5 trials finished"
 
 
 def test_stop_lets_running_trials_end_and_starts_no_more(tmp_path):
