@@ -2,6 +2,7 @@
 
 import ast
 import re
+import time
 
 import pytest
 from optuna.trial import TrialState
@@ -126,6 +127,23 @@ def test_a_sweep_found_complete_ends_finished_without_run(tmp_path, target, fini
     assert (again.status, slot.started) == (Status.FINISHED, []), "no Run needed, and none would start a trial"
     assert again.started_at == again.ended_at > 0, "ended as it started: the page shows its trials' span"
     assert lines[0] == f"sweep test: finished, {finished}/5 trials finished"
+
+
+def test_a_worker_waiting_for_run_ends_finished_once_other_workers_complete_the_shared_sweep(tmp_path, shared_storage):
+    storage, name = shared_storage
+    slot = Slot(lambda n, p: TrialResult(n, COMPLETE, value=1.0))
+    waiting = Worker(open_sweep(tmp_path, storage=storage, name=name, heartbeat_interval=1), [slot], say=print)
+    waiting.step(None)
+    assert waiting.status == Status.WAITING
+    other = Worker(
+        open_sweep(tmp_path, storage=storage, name=name), [Slot(lambda n, p: TrialResult(n, COMPLETE, value=0.0))]
+    )
+    run(other)  # another worker (another machine, in a real sweep) runs all of it
+    deadline = time.monotonic() + 10  # it reads the storage once a heartbeat interval
+    while waiting.status == Status.WAITING and time.monotonic() < deadline:
+        waiting.step(None)
+        time.sleep(0.05)
+    assert (waiting.status, slot.started, waiting.sweep.finished) == (Status.FINISHED, [], 5)
 
 
 def test_stop_lets_running_trials_end_and_starts_no_more(tmp_path):
